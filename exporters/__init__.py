@@ -1,0 +1,1 @@
+"""Exporters: turn trained weights into deployable artifacts (ONNX, OpenVINO, TensorRT, Triton)."""

@@ -1,0 +1,191 @@
+"""The `emotion-stream` command line: one entry point, one sub-command per job."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import os
+import sys
+from collections.abc import Callable
+
+from pipeline import __version__
+from pipeline.config import load_config
+from pipeline.contract import RedisKeys
+from pipeline.errors import EmotionStreamError
+
+EXIT_SOURCE_PROBLEM = 3
+EXIT_REDIS_PROBLEM = 5
+EXIT_INTERRUPTED = 130
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Parse `argv`, run the sub-command, and turn user-facing errors into one line and an exit code."""
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    _configure_logging(args.verbose)
+    try:
+        return int(args.handler(args) or 0)
+    except EmotionStreamError as exc:
+        print(f"emotion-stream: error: {exc}", file=sys.stderr)
+        return exc.exit_code
+    except KeyboardInterrupt:
+        print("emotion-stream: interrupted", file=sys.stderr)
+        return EXIT_INTERRUPTED
+
+
+def build_parser() -> argparse.ArgumentParser:
+    """The argument parser with every sub-command."""
+    parser = argparse.ArgumentParser(
+        prog="emotion-stream",
+        description="Real-time facial-emotion analytics on video, streamed into Redis.",
+    )
+    parser.add_argument("--version", action="version", version=f"emotion-stream {__version__}")
+    parser.add_argument("-v", "--verbose", action="store_true", help="log debug details")
+    commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+    _add_process(commands)
+    _add_subscribe(commands)
+    _add_demo(commands)
+    _add_bench(commands)
+    return parser
+
+
+def _model_flags(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--weights", help="model: .pt, .onnx, OpenVINO folder or .engine")
+    parser.add_argument("--config", help="pipeline YAML (default: configs/pipeline.yaml)")
+    parser.add_argument("--imgsz", type=int, help="inference size in pixels (default 640)")
+    parser.add_argument("--batch", type=int, help="frames per forward pass (default 8)")
+    parser.add_argument("--device", help="cpu or cuda:N (default cpu)")
+    parser.add_argument("--conf", type=float, help="minimum face score (default 0.25)")
+    parser.add_argument(
+        "--cpu-backend",
+        choices=("openvino", "onnx", "pytorch"),
+        help="runtime for .pt weights on the CPU (default openvino, exported once and cached)",
+    )
+
+
+def _model_overrides(args: argparse.Namespace) -> dict:
+    return {
+        "model.weights": args.weights,
+        "model.imgsz": args.imgsz,
+        "model.device": args.device,
+        "model.conf": args.conf,
+        "model.cpu_backend": args.cpu_backend,
+        "batching.batch": args.batch,
+    }
+
+
+def _add_process(commands: argparse._SubParsersAction) -> None:
+    parser = _command(commands, "process", _run_process, "process a video file into a Redis and file timeline")
+    parser.add_argument("video", help="video file (any container and codec FFmpeg reads)")
+    _model_flags(parser)
+    parser.add_argument("--redis", help="Redis URL (default: $REDIS_URL; none: files only)")
+    parser.add_argument("--source-id", help="source id in Redis (default: the file name)")
+    parser.add_argument("--out", help="output folder (default runs/process)")
+    parser.add_argument("--stride", type=int, help="process every Nth frame (default 1)")
+    parser.add_argument("--quiet", action="store_true", help="no progress bar")
+
+
+def _run_process(args: argparse.Namespace) -> int:
+    from pipeline.runner import process_video
+
+    overrides = _model_overrides(args) | {
+        "redis.url": args.redis,
+        "output.dir": args.out,
+        "source.stride": args.stride,
+    }
+    config = load_config(args.config, overrides)
+    report = process_video(config, args.video, args.source_id, show_progress=not args.quiet)
+    print(f"{report.source_id}: {report.fps:.1f} frames/s on {report.backend} ({report.model_id})")
+    print(report.summary.format())
+    print(f"timeline: {report.output_dir}/timeline.jsonl, timeline.csv")
+    if config.redis.url and not report.redis_problem:
+        keys = RedisKeys(config.redis.prefix)
+        print(
+            f"redis: {report.redis_written} entries in {keys.frames(report.source_id)}"
+            + (f" ({report.redis_duplicates} already there, skipped)" if report.redis_duplicates else "")
+        )
+    if report.interrupted:
+        print("emotion-stream: interrupted; results so far are saved", file=sys.stderr)
+        return EXIT_INTERRUPTED
+    if report.source_problem:
+        print(f"emotion-stream: warning: {args.video}: {report.source_problem}", file=sys.stderr)
+    if report.redis_problem:
+        print(f"emotion-stream: error: {report.redis_problem}", file=sys.stderr)
+        return EXIT_REDIS_PROBLEM
+    return EXIT_SOURCE_PROBLEM if report.source_problem else 0
+
+
+def _add_subscribe(commands: argparse._SubParsersAction) -> None:
+    parser = _command(commands, "subscribe", _run_subscribe, "follow a source's frames stream live")
+    parser.add_argument("source", help="source id")
+    parser.add_argument("--redis", help="Redis URL (default: $REDIS_URL)")
+    parser.add_argument("--prefix", default="emotion", help="key prefix (default emotion)")
+    parser.add_argument("--from-start", action="store_true", help="replay the stream from its first entry")
+    parser.add_argument("--json", action="store_true", help="print each entry as one JSON object")
+    parser.add_argument("--until-ended", action="store_true", help="exit once the source has ended")
+
+
+def _run_subscribe(args: argparse.Namespace) -> int:
+    from pipeline.sinks.redis_sink import connect
+    from pipeline.subscriber import follow_frames
+
+    url = args.redis or os.environ.get("REDIS_URL")
+    if not url:
+        raise EmotionStreamError("no Redis given: pass --redis URL or set REDIS_URL")
+    client = connect(url)
+    entries = follow_frames(client, RedisKeys(args.prefix), args.source, args.from_start, args.until_ended)
+    for entry in entries:
+        print(json.dumps(entry.to_json()) if args.json else entry.format(), flush=True)
+    return 0
+
+
+def _add_demo(commands: argparse._SubParsersAction) -> None:
+    parser = _command(commands, "demo", _run_demo, "end-to-end demo on synthetic data (no inputs needed)")
+    parser.add_argument("--redis", help="Redis URL (default: $REDIS_URL, else a private redis-server)")
+    parser.add_argument("--out", default="runs/demo", help="output folder (default runs/demo)")
+    parser.add_argument("--epochs", type=int, default=None, help="training epochs of the tiny model")
+
+
+def _run_demo(args: argparse.Namespace) -> int:
+    from pipeline.demo import run_demo
+
+    agreement = run_demo(args.out, redis_url=args.redis or os.environ.get("REDIS_URL"), epochs=args.epochs)
+    return 0 if agreement.passed else 1
+
+
+def _add_bench(commands: argparse._SubParsersAction) -> None:
+    parser = _command(commands, "bench", _run_bench, "pipeline throughput against YOLO.predict on one video")
+    parser.add_argument("video", help="video file")
+    _model_flags(parser)
+    parser.add_argument("--frames", type=int, default=None, help="use only the first N frames")
+
+
+def _run_bench(args: argparse.Namespace) -> int:
+    from pipeline.bench import run_bench
+
+    config = load_config(args.config, _model_overrides(args))
+    run_bench(config, args.video, max_frames=args.frames)
+    return 0
+
+
+def _command(
+    commands: argparse._SubParsersAction, name: str, handler: Callable[[argparse.Namespace], int], help_text: str
+) -> argparse.ArgumentParser:
+    parser = commands.add_parser(name, help=help_text, description=help_text)
+    parser.set_defaults(handler=handler)
+    return parser
+
+
+def _configure_logging(verbose: bool) -> None:
+    logging.basicConfig(
+        level=logging.DEBUG if verbose else logging.INFO,
+        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
+        datefmt="%H:%M:%S",
+    )
+    if not verbose:
+        logging.getLogger("ultralytics").setLevel(logging.WARNING)
+
+
+if __name__ == "__main__":
+    sys.exit(main())

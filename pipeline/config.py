@@ -1,0 +1,167 @@
+"""Pipeline configuration: typed sections, loaded from YAML, overridden by flags.
+
+Unknown or mistyped keys are rejected with the file and the key named, so a typo never
+silently falls back to a default.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import difflib
+import os
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from pipeline.errors import ConfigError
+
+DEFAULT_CONFIG = Path(__file__).resolve().parent.parent / "configs" / "pipeline.yaml"
+
+
+@dataclass
+class ModelConfig:
+    """Which model runs, where, and how its raw output is filtered."""
+
+    weights: str | None = None
+    imgsz: int = 640
+    device: str = "cpu"
+    conf: float = 0.25
+    iou: float = 0.7
+    max_det: int = 100
+    cpu_backend: str = "openvino"
+    """Runtime used for .pt weights on the CPU: openvino, onnx or pytorch."""
+
+
+@dataclass
+class BatchingConfig:
+    """How frames are grouped for the accelerator."""
+
+    batch: int = 8
+    queue_size: int = 64
+
+
+@dataclass
+class SourceConfig:
+    """How a video source is read."""
+
+    stride: int = 1
+
+
+@dataclass
+class RedisConfig:
+    """Where timelines are streamed; `url: null` means no Redis unless REDIS_URL is set."""
+
+    url: str | None = None
+    prefix: str = "emotion"
+    maxlen: int = 1_000_000
+    timeout_s: float = 5.0
+
+
+@dataclass
+class OutputConfig:
+    """Where the file sink writes its timeline."""
+
+    dir: str = "runs/process"
+
+
+@dataclass
+class PipelineConfig:
+    """The whole pipeline configuration."""
+
+    model: ModelConfig = field(default_factory=ModelConfig)
+    batching: BatchingConfig = field(default_factory=BatchingConfig)
+    source: SourceConfig = field(default_factory=SourceConfig)
+    redis: RedisConfig = field(default_factory=RedisConfig)
+    output: OutputConfig = field(default_factory=OutputConfig)
+
+
+CHOICES = {"model.cpu_backend": ("openvino", "onnx", "pytorch")}
+POSITIVE = {"model.imgsz", "model.max_det", "batching.batch", "batching.queue_size", "source.stride", "redis.maxlen"}
+UNIT_INTERVAL = {"model.conf", "model.iou"}
+
+
+def load_config(path: str | Path | None = None, overrides: dict[str, Any] | None = None) -> PipelineConfig:
+    """Read `path` (default configs/pipeline.yaml), apply dotted `overrides`, validate.
+
+    `overrides` maps "section.key" to a value; None values are ignored, so CLI flags
+    left unset keep the file's value. REDIS_URL fills `redis.url` when neither sets it.
+    """
+    source = Path(path) if path else DEFAULT_CONFIG
+    config = PipelineConfig()
+    if path or source.exists():
+        _apply_mapping(config, _read_yaml(source), str(source))
+    for dotted, value in (overrides or {}).items():
+        if value is not None:
+            section, key = dotted.split(".", 1)
+            _apply_mapping(config, {section: {key: value}}, "command line")
+    if not config.redis.url and os.environ.get("REDIS_URL"):
+        config.redis.url = os.environ["REDIS_URL"]
+    return config
+
+
+def _read_yaml(path: Path) -> dict:
+    if not path.is_file():
+        raise ConfigError(f"config file not found: {path}")
+    try:
+        data = yaml.safe_load(path.read_text())
+    except yaml.YAMLError as exc:
+        raise ConfigError(f"{path}: not valid YAML ({str(exc).splitlines()[0]})") from None
+    if data is None:
+        return {}
+    if not isinstance(data, dict):
+        raise ConfigError(f"{path}: expected a mapping of sections at the top level")
+    return data
+
+
+def _apply_mapping(config: PipelineConfig, data: dict, origin: str) -> None:
+    sections = {f.name: getattr(config, f.name) for f in dataclasses.fields(config)}
+    for section_name, values in data.items():
+        if section_name not in sections:
+            raise ConfigError(f"{origin}: unknown section '{section_name}'{_suggest(section_name, sections)}")
+        if not isinstance(values, dict):
+            raise ConfigError(f"{origin}: section '{section_name}' must be a mapping")
+        section = sections[section_name]
+        fields = {f.name: f for f in dataclasses.fields(section)}
+        for key, value in values.items():
+            dotted = f"{section_name}.{key}"
+            if key not in fields:
+                raise ConfigError(f"{origin}: unknown key '{dotted}'{_suggest(key, fields)}")
+            setattr(section, key, _coerce(dotted, value, fields[key].type, origin))
+
+
+def _coerce(dotted: str, value: Any, type_name: str, origin: str) -> Any:
+    optional = "None" in type_name
+    if value is None:
+        if optional:
+            return None
+        raise ConfigError(f"{origin}: '{dotted}' must not be empty")
+    base = type_name.replace("| None", "").strip()
+    try:
+        if base == "int":
+            if isinstance(value, bool) or (isinstance(value, float) and not value.is_integer()):
+                raise ValueError
+            value = int(value)
+        elif base == "float":
+            if isinstance(value, bool):
+                raise ValueError
+            value = float(value)
+        elif base == "str":
+            if not isinstance(value, (str, int, float)) or isinstance(value, bool):
+                raise ValueError
+            value = str(value)
+    except (TypeError, ValueError):
+        raise ConfigError(f"{origin}: '{dotted}' must be {base}, got {value!r}") from None
+    if dotted in CHOICES and value not in CHOICES[dotted]:
+        raise ConfigError(f"{origin}: '{dotted}' must be one of {', '.join(CHOICES[dotted])}, got {value!r}")
+    if dotted in POSITIVE and value < 1:
+        raise ConfigError(f"{origin}: '{dotted}' must be at least 1, got {value!r}")
+    if dotted in UNIT_INTERVAL and not 0.0 <= value <= 1.0:
+        raise ConfigError(f"{origin}: '{dotted}' must be between 0 and 1, got {value!r}")
+    return value
+
+
+def _suggest(name: str, known: Any) -> str:
+    close = difflib.get_close_matches(str(name), list(known), n=1)
+    return f" (did you mean '{close[0]}'?)" if close else f" (known: {', '.join(known)})"

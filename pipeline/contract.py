@@ -1,0 +1,70 @@
+"""Redis contract v1: key names, entry ids and field encoding, shared by writers and readers."""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+
+from pipeline.types import FrameResult
+
+SCHEMA_VERSION = "1"
+
+
+@dataclass(frozen=True)
+class RedisKeys:
+    """Key names of the contract under one prefix."""
+
+    prefix: str = "emotion"
+
+    def frames(self, source_id: str) -> str:
+        """Stream of per-frame entries of one source."""
+        return f"{self.prefix}:frames:{source_id}"
+
+    def events(self, source_id: str) -> str:
+        """Stream of events of one source."""
+        return f"{self.prefix}:events:{source_id}"
+
+    @property
+    def channel(self) -> str:
+        """Pub/sub channel on which every event is also published."""
+        return f"{self.prefix}:events"
+
+    @property
+    def sources(self) -> str:
+        """Hash of source id to JSON status."""
+        return f"{self.prefix}:sources"
+
+
+class StreamIdAllocator:
+    """Deterministic, strictly increasing stream ids `<ms>-<seq>` derived from timestamps.
+
+    For files the timestamp is the presentation time, so re-running a file yields the same
+    ids and Redis rejects the repeats; that is how re-runs and replays stay free of duplicates.
+    """
+
+    def __init__(self) -> None:
+        self._last = (0, 0)
+
+    def next(self, milliseconds: int) -> str:
+        """The id for an entry at `milliseconds`, bumped past the previous id if needed."""
+        last_ms, last_seq = self._last
+        if milliseconds > last_ms:
+            current = (milliseconds, 0)
+        else:
+            current = (last_ms, last_seq + 1)
+        if current == (0, 0):
+            current = (0, 1)
+        self._last = current
+        return f"{current[0]}-{current[1]}"
+
+
+def frame_fields(result: FrameResult, model_id: str) -> dict[str, str]:
+    """The fields of one `emotion:frames:{source}` entry."""
+    return {
+        "v": SCHEMA_VERSION,
+        "frame": str(result.index),
+        "pts": f"{result.pts:.3f}",
+        "ts": str(int(result.wall_time * 1000)),
+        "faces": json.dumps([face.to_json() for face in result.faces], separators=(",", ":")),
+        "model": model_id,
+    }

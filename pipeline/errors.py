@@ -1,0 +1,29 @@
+"""Errors a user can act on: the CLI prints their message on one line, without a traceback."""
+
+
+class EmotionStreamError(Exception):
+    """Base for all user-facing errors; `exit_code` is what the CLI exits with."""
+
+    exit_code = 2
+
+
+class ConfigError(EmotionStreamError):
+    """A configuration file or flag is malformed."""
+
+
+class SourceError(EmotionStreamError):
+    """A video source cannot be opened or is not video."""
+
+    exit_code = 3
+
+
+class ModelError(EmotionStreamError):
+    """Weights are missing, unreadable or not a detection model."""
+
+    exit_code = 4
+
+
+class SinkError(EmotionStreamError):
+    """A sink (Redis, files) cannot be written."""
+
+    exit_code = 5

@@ -1,0 +1,171 @@
+"""Wires a video file through decoder, batched detector and sinks: the `process` command."""
+
+from __future__ import annotations
+
+import json
+import logging
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+from tqdm import tqdm
+
+from exporters.cache import cached_cpu_export
+from pipeline.config import PipelineConfig
+from pipeline.contract import RedisKeys
+from pipeline.decode import DecoderWorker
+from pipeline.detector import DetectorSettings, EmotionDetector
+from pipeline.errors import ModelError, SinkError
+from pipeline.sinks.files import FileSink
+from pipeline.sinks.redis_sink import RedisSink, connect
+from pipeline.sources import VideoFileSource
+from pipeline.summary import TimelineSummary
+from pipeline.types import Frame, FrameResult
+
+log = logging.getLogger(__name__)
+
+
+@dataclass
+class RunReport:
+    """What a finished run produced and what went wrong along the way."""
+
+    source_id: str
+    output_dir: Path
+    summary: TimelineSummary
+    model_id: str
+    backend: str
+    seconds: float = 0.0
+    interrupted: bool = False
+    source_problem: str | None = None
+    redis_problem: str | None = None
+    redis_written: int = 0
+    redis_duplicates: int = 0
+
+    @property
+    def fps(self) -> float:
+        """Processed frames per second of wall time."""
+        return self.summary.frames / self.seconds if self.seconds else 0.0
+
+
+def load_detector(config: PipelineConfig) -> EmotionDetector:
+    """The detector for `config.model`, taking the CPU fast path for .pt weights on the CPU."""
+    model = config.model
+    if not model.weights:
+        raise ModelError("no weights given: pass --weights or set model.weights in the config")
+    weights = Path(model.weights)
+    if not weights.exists():
+        raise ModelError(f"weights not found: {weights}")
+    if weights.suffix == ".pt" and model.device == "cpu" and model.cpu_backend != "pytorch":
+        EmotionDetector(weights, "cpu", DetectorSettings(imgsz=model.imgsz))  # validate before exporting
+        weights = cached_cpu_export(weights, model.cpu_backend)
+    settings = DetectorSettings(imgsz=model.imgsz, conf=model.conf, iou=model.iou, max_det=model.max_det)
+    return EmotionDetector(weights, model.device, settings)
+
+
+def process_video(
+    config: PipelineConfig,
+    video: str | Path,
+    source_id: str | None = None,
+    detector: EmotionDetector | None = None,
+    show_progress: bool = True,
+) -> RunReport:
+    """Process one video file end to end; never raises after outputs have started to be written.
+
+    Source and model errors raise before anything is written. Afterwards, problems (a
+    truncated file, Redis going away, Ctrl-C) are recorded in the report and every result
+    produced so far stays in the file outputs.
+    """
+    source = VideoFileSource(video, source_id, stride=config.source.stride)
+    detector = detector or load_detector(config)
+    output_dir = Path(config.output.dir) / source.source_id
+    files = FileSink(output_dir, detector.names, detector.model_id)
+    report = RunReport(source.source_id, output_dir, TimelineSummary(), detector.model_id, detector.format)
+    redis_sink = _open_redis(config, source, detector, report)
+    started = time.perf_counter()
+    bar = tqdm(
+        total=source.expected_frames,
+        unit="frame",
+        desc=source.source_id,
+        disable=not show_progress,
+        dynamic_ncols=True,
+    )
+    try:
+        with DecoderWorker(source, config.batching.queue_size) as decoder:
+            for frames in decoder.batches(config.batching.batch):
+                results = _detect(detector, frames)
+                files.write(results)
+                redis_sink = _write_redis(redis_sink, results, report)
+                report.summary.add(results)
+                bar.update(len(results))
+                bar.set_postfix(faces=report.summary.faces, refresh=False)
+    except KeyboardInterrupt:
+        report.interrupted = True
+    finally:
+        bar.close()
+        files.close()
+        report.seconds = time.perf_counter() - started
+        report.source_problem = source.stopped_early
+        _close_redis(redis_sink, report)
+        (output_dir / "summary.json").write_text(json.dumps(_summary_json(report), indent=2))
+    return report
+
+
+def _detect(detector: EmotionDetector, frames: list[Frame]) -> list[FrameResult]:
+    faces = detector.detect([frame.image for frame in frames])
+    return [
+        FrameResult(f.source_id, f.index, f.pts, f.wall_time, f.image.shape[1], f.image.shape[0], found)
+        for f, found in zip(frames, faces)
+    ]
+
+
+def _open_redis(
+    config: PipelineConfig, source: VideoFileSource, detector: EmotionDetector, report: RunReport
+) -> RedisSink | None:
+    if not config.redis.url:
+        return None
+    try:
+        client = connect(config.redis.url, config.redis.timeout_s)
+    except SinkError as exc:
+        report.redis_problem = f"{exc}; file outputs are still written to {report.output_dir}"
+        return None
+    keys = RedisKeys(config.redis.prefix)
+    return RedisSink(client, source.source_id, detector.model_id, keys, config.redis.maxlen, str(source.path))
+
+
+def _write_redis(sink: RedisSink | None, results: list[FrameResult], report: RunReport) -> RedisSink | None:
+    if sink is None:
+        return None
+    try:
+        sink.write(results)
+        return sink
+    except SinkError as exc:
+        report.redis_problem = f"{exc}; later frames are in the file outputs only ({report.output_dir})"
+        _close_redis(sink, report)
+        return None
+
+
+def _close_redis(sink: RedisSink | None, report: RunReport) -> None:
+    if sink is None:
+        return
+    report.redis_written, report.redis_duplicates = sink.written, sink.duplicates
+    try:
+        sink.finish("failed" if report.source_problem else "ended")
+    except SinkError as exc:
+        report.redis_problem = report.redis_problem or str(exc)
+    sink.close()
+
+
+def _summary_json(report: RunReport) -> dict:
+    return {
+        "source": report.source_id,
+        "model": report.model_id,
+        "backend": report.backend,
+        "seconds": round(report.seconds, 3),
+        "fps": round(report.fps, 2),
+        "interrupted": report.interrupted,
+        "source_problem": report.source_problem,
+        "redis_problem": report.redis_problem,
+        "redis_written": report.redis_written,
+        "redis_duplicates": report.redis_duplicates,
+        **report.summary.to_json(),
+    }

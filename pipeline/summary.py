@@ -1,0 +1,53 @@
+"""The closing summary of a run: frames, faces and the share of time per emotion."""
+
+from __future__ import annotations
+
+from collections import Counter
+from dataclasses import dataclass, field
+
+from pipeline.types import FrameResult
+
+
+@dataclass
+class TimelineSummary:
+    """Counts accumulated over a run's results."""
+
+    frames: int = 0
+    frames_with_faces: int = 0
+    faces: int = 0
+    emotions: Counter = field(default_factory=Counter)
+    last_pts: float = 0.0
+
+    def add(self, results: list[FrameResult]) -> None:
+        """Count one batch."""
+        for result in results:
+            self.frames += 1
+            self.faces += len(result.faces)
+            self.frames_with_faces += bool(result.faces)
+            self.emotions.update(face.emotion for face in result.faces)
+            self.last_pts = max(self.last_pts, result.pts)
+
+    def shares(self) -> dict[str, float]:
+        """Share of face-time per emotion (each face in each frame counts once), largest first."""
+        total = sum(self.emotions.values())
+        return {name: count / total for name, count in self.emotions.most_common()} if total else {}
+
+    def to_json(self) -> dict:
+        """The summary as a JSON-ready dict."""
+        return {
+            "frames": self.frames,
+            "frames_with_faces": self.frames_with_faces,
+            "faces": self.faces,
+            "duration_s": round(self.last_pts, 3),
+            "emotion_share": {name: round(share, 4) for name, share in self.shares().items()},
+        }
+
+    def format(self) -> str:
+        """A short human-readable table."""
+        lines = [
+            f"frames {self.frames}  ({self.frames_with_faces} with faces)  faces {self.faces}  "
+            f"video time {self.last_pts:.1f}s"
+        ]
+        for name, share in self.shares().items():
+            lines.append(f"  {name:<9} {share * 100:5.1f}%  {'#' * round(share * 40)}")
+        return "\n".join(lines)

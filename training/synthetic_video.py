@@ -1,0 +1,104 @@
+"""Scripted synthetic videos: moving FER-format faces whose expressions follow a known script.
+
+The script is the ground truth the demo and the tests score the pipeline's timeline against.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import asdict, dataclass
+from pathlib import Path
+
+import av
+import numpy as np
+
+from training.scenes import Box, paste_face, random_background
+from training.synthetic_faces import FER_CLASSES, FaceIdentity, draw_face
+
+
+@dataclass(frozen=True)
+class ScriptedFace:
+    """One person: moves linearly from `start` to `end` (fractions of the frame) and changes expression.
+
+    `segments` lists (start time in seconds, expression); each lasts until the next one.
+    """
+
+    seed: int
+    start: tuple[float, float]
+    end: tuple[float, float]
+    size: float
+    """Face side as a fraction of the frame height."""
+    segments: tuple[tuple[float, str], ...]
+
+    def expression_at(self, t: float) -> str:
+        """The scripted expression at time `t`."""
+        current = self.segments[0][1]
+        for start, expression in self.segments:
+            if t + 1e-9 >= start:
+                current = expression
+        return current
+
+
+@dataclass(frozen=True)
+class FaceTruth:
+    """Where a scripted face is in one frame and what it shows."""
+
+    track: int
+    box: Box
+    expression: str
+
+
+def default_script(duration_s: float = 10.0, step_s: float = 1.0) -> list[ScriptedFace]:
+    """Two people cycling through all seven expressions, out of phase, moving across the frame."""
+    steps = int(duration_s / step_s)
+    first = tuple((i * step_s, FER_CLASSES[i % 7]) for i in range(steps))
+    second = tuple((i * step_s, FER_CLASSES[(i + 3) % 7]) for i in range(steps))
+    return [
+        ScriptedFace(seed=11, start=(0.05, 0.12), end=(0.42, 0.30), size=0.42, segments=first),
+        ScriptedFace(seed=23, start=(0.72, 0.45), end=(0.52, 0.18), size=0.34, segments=second),
+    ]
+
+
+def render_scripted_video(
+    path: str | Path,
+    script: list[ScriptedFace],
+    duration_s: float = 10.0,
+    fps: int = 15,
+    size: tuple[int, int] = (480, 270),
+    seed: int = 0,
+) -> list[list[FaceTruth]]:
+    """Encode the script as H.264 MP4 at `path`; return and save (`<path>.truth.json`) the truth."""
+    width, height = size
+    rng = np.random.default_rng(seed)
+    background = random_background(height, width, rng)
+    identities = [FaceIdentity.sample(np.random.default_rng(face.seed)) for face in script]
+    truth: list[list[FaceTruth]] = []
+    with av.open(str(path), mode="w") as container:
+        stream = container.add_stream("libx264", rate=fps, options={"crf": "18", "preset": "veryfast"})
+        stream.width, stream.height, stream.pix_fmt = width, height, "yuv420p"
+        for index in range(int(round(duration_s * fps))):
+            t = index / fps
+            canvas = background.copy()
+            frame_truth = []
+            for track, (face, identity) in enumerate(zip(script, identities)):
+                progress = t / duration_s
+                x = (face.start[0] + (face.end[0] - face.start[0]) * progress) * width
+                y = (face.start[1] + (face.end[1] - face.start[1]) * progress) * height
+                side = int(face.size * height)
+                expression = face.expression_at(t)
+                drawn = draw_face(expression, identity, rng, jitter=0.3)
+                box = paste_face(canvas, drawn, identity, int(x), int(y), side)
+                frame_truth.append(FaceTruth(track, box, expression))
+            truth.append(frame_truth)
+            for packet in stream.encode(av.VideoFrame.from_ndarray(canvas, format="bgr24")):
+                container.mux(packet)
+        for packet in stream.encode():
+            container.mux(packet)
+    Path(f"{path}.truth.json").write_text(json.dumps([[asdict(f) for f in frame] for frame in truth]))
+    return truth
+
+
+def load_truth(path: str | Path) -> list[list[FaceTruth]]:
+    """Read the truth saved next to a rendered video."""
+    raw = json.loads(Path(f"{path}.truth.json").read_text())
+    return [[FaceTruth(f["track"], tuple(f["box"]), f["expression"]) for f in frame] for frame in raw]
