@@ -30,6 +30,7 @@ class ModelConfig:
     conf: float = 0.25
     iou: float = 0.7
     max_det: int = 100
+    agnostic_nms: bool = True
     cpu_backend: str = "openvino"
     """Runtime used for .pt weights on the CPU: openvino, onnx or pytorch."""
 
@@ -147,6 +148,9 @@ def _coerce(dotted: str, value: Any, type_name: str, origin: str) -> Any:
             if isinstance(value, bool):
                 raise ValueError
             value = float(value)
+        elif base == "bool":
+            if not isinstance(value, bool):
+                raise ValueError
         elif base == "str":
             if not isinstance(value, (str, int, float)) or isinstance(value, bool):
                 raise ValueError
@@ -163,5 +167,6 @@ def _coerce(dotted: str, value: Any, type_name: str, origin: str) -> Any:
 
 
 def _suggest(name: str, known: Any) -> str:
-    close = difflib.get_close_matches(str(name), list(known), n=1)
+    prefixed = [k for k in known if str(name).startswith(k) or k.startswith(str(name))]
+    close = prefixed or difflib.get_close_matches(str(name), list(known), n=1, cutoff=0.5)
     return f" (did you mean '{close[0]}'?)" if close else f" (known: {', '.join(known)})"

@@ -33,6 +33,8 @@ class DetectorSettings:
     conf: float = 0.25
     iou: float = 0.7
     max_det: int = 100
+    agnostic_nms: bool = True
+    """One box per face: suppress overlapping boxes across classes (the scores keep every class)."""
 
 
 class EmotionDetector:
@@ -65,6 +67,7 @@ class EmotionDetector:
                 raw,
                 self.settings.conf,
                 self.settings.iou,
+                agnostic=self.settings.agnostic_nms,
                 max_det=self.settings.max_det,
                 return_idxs=True,
             )
@@ -133,7 +136,7 @@ def _load_backend(weights: Path, device: torch.device) -> AutoBackend:
     except Exception as exc:  # AutoBackend raises many types for unreadable files
         reason = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
         raise ModelError(f"cannot load weights {weights}: {reason}") from None
-    task = getattr(backend, "task", None)
+    task = getattr(backend, "task", None) or getattr(getattr(backend, "model", None), "task", None)
     if task not in (None, "detect"):
         raise ModelError(f"{weights} is a {task} model; emotion-stream needs a detection model")
     if getattr(backend, "end2end", False):

@@ -58,7 +58,9 @@ def load_detector(config: PipelineConfig) -> EmotionDetector:
     if weights.suffix == ".pt" and model.device == "cpu" and model.cpu_backend != "pytorch":
         EmotionDetector(weights, "cpu", DetectorSettings(imgsz=model.imgsz))  # validate before exporting
         weights = cached_cpu_export(weights, model.cpu_backend)
-    settings = DetectorSettings(imgsz=model.imgsz, conf=model.conf, iou=model.iou, max_det=model.max_det)
+    settings = DetectorSettings(
+        imgsz=model.imgsz, conf=model.conf, iou=model.iou, max_det=model.max_det, agnostic_nms=model.agnostic_nms
+    )
     return EmotionDetector(weights, model.device, settings)
 
 
@@ -68,6 +70,7 @@ def process_video(
     source_id: str | None = None,
     detector: EmotionDetector | None = None,
     show_progress: bool = True,
+    max_frames: int | None = None,
 ) -> RunReport:
     """Process one video file end to end; never raises after outputs have started to be written.
 
@@ -75,7 +78,7 @@ def process_video(
     truncated file, Redis going away, Ctrl-C) are recorded in the report and every result
     produced so far stays in the file outputs.
     """
-    source = VideoFileSource(video, source_id, stride=config.source.stride)
+    source = VideoFileSource(video, source_id, stride=config.source.stride, max_frames=max_frames)
     detector = detector or load_detector(config)
     output_dir = Path(config.output.dir) / source.source_id
     files = FileSink(output_dir, detector.names, detector.model_id)

@@ -49,10 +49,13 @@ class VideoFileSource:
     then says where, and the frames before it are still delivered.
     """
 
-    def __init__(self, path: str | Path, source_id: str | None = None, stride: int = 1) -> None:
+    def __init__(
+        self, path: str | Path, source_id: str | None = None, stride: int = 1, max_frames: int | None = None
+    ) -> None:
         self.path = Path(path)
         self.source_id = check_source_id(source_id or source_id_for(self.path))
         self.stride = max(1, int(stride))
+        self.max_frames = max_frames
         self.stopped_early: str | None = None
         self.frames_decoded = 0
         self._container = self._open()
@@ -68,7 +71,10 @@ class VideoFileSource:
         try:
             container = av.open(str(self.path), mode="r")
         except (av.error.FFmpegError, UnicodeDecodeError) as exc:
-            raise SourceError(f"not a readable video: {self.path} ({_describe(exc)})") from None
+            hint = ""
+            if self.path.suffix.lower() in {".mp4", ".mov", ".m4v"} and _lacks_mp4_index(self.path):
+                hint = "; its MP4 index (moov) is missing: was the file cut short while recording or copying?"
+            raise SourceError(f"not a readable video: {self.path} ({_describe(exc)}{hint})") from None
         if not container.streams.video:
             container.close()
             raise SourceError(f"no video stream in {self.path}")
@@ -97,8 +103,9 @@ class VideoFileSource:
     def expected_frames(self) -> int | None:
         """Frames this source will yield with its stride, when the container says."""
         if self.info.frame_count is None:
-            return None
-        return -(-self.info.frame_count // self.stride)
+            return self.max_frames
+        expected = -(-self.info.frame_count // self.stride)
+        return min(expected, self.max_frames) if self.max_frames else expected
 
     def __iter__(self) -> Iterator[Frame]:
         start = self._stream.start_time or 0
@@ -116,6 +123,8 @@ class VideoFileSource:
                     self.frames_decoded = index + 1
                     if index % self.stride:
                         continue
+                    if self.max_frames is not None and index // self.stride >= self.max_frames:
+                        return
                     image = _rotated(decoded.to_ndarray(format="bgr24"), decoded.rotation)
                     yield Frame(self.source_id, index, last_pts, time.time(), image)
         except av.error.FFmpegError as exc:
@@ -140,6 +149,16 @@ def _rotated(image: np.ndarray, rotation: float) -> np.ndarray:
     """Apply a display-matrix rotation (degrees counter-clockwise) as FFmpeg's autorotate does."""
     quarter_turns = round(rotation / 90) % 4
     return np.ascontiguousarray(np.rot90(image, k=quarter_turns)) if quarter_turns else image
+
+
+def _lacks_mp4_index(path: Path) -> bool:
+    """True for an MP4/MOV file that starts like one but has no moov box (a truncated recording)."""
+    with open(path, "rb") as handle:
+        head = handle.read(12)
+        if head[4:8] != b"ftyp":
+            return False
+        handle.seek(0)
+        return b"moov" not in handle.read()
 
 
 def _describe(exc: BaseException) -> str:

@@ -54,8 +54,8 @@ def default_script(duration_s: float = 10.0, step_s: float = 1.0) -> list[Script
     first = tuple((i * step_s, FER_CLASSES[i % 7]) for i in range(steps))
     second = tuple((i * step_s, FER_CLASSES[(i + 3) % 7]) for i in range(steps))
     return [
-        ScriptedFace(seed=11, start=(0.05, 0.12), end=(0.42, 0.30), size=0.42, segments=first),
-        ScriptedFace(seed=23, start=(0.72, 0.45), end=(0.52, 0.18), size=0.34, segments=second),
+        ScriptedFace(seed=11, start=(0.05, 0.12), end=(0.32, 0.30), size=0.42, segments=first),
+        ScriptedFace(seed=23, start=(0.78, 0.45), end=(0.64, 0.15), size=0.34, segments=second),
     ]
 
 

@@ -1,0 +1,34 @@
+# emotion-stream: `make demo` runs the main job, `make test` the tests; both set up a new
+# machine first (Debian packages, then a virtual environment in .venv).
+VENV    ?= .venv
+PYTHON  ?= python3
+SUDO    := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
+STAMP   := $(VENV)/.installed
+APT_PACKAGES := redis-server ffmpeg libgl1 libglib2.0-0
+
+.PHONY: setup system demo test bench clean
+
+setup: system $(STAMP)
+
+system:
+	@missing=""; for p in $(APT_PACKAGES); do dpkg -s $$p >/dev/null 2>&1 || missing="$$missing $$p"; done; \
+	if [ -n "$$missing" ]; then \
+		echo "installing Debian packages:$$missing"; \
+		$(SUDO) apt-get update -qq && DEBIAN_FRONTEND=noninteractive $(SUDO) apt-get install -y -qq $$missing; \
+	fi
+
+$(STAMP): pyproject.toml
+	$(PYTHON) -m venv $(VENV)
+	$(VENV)/bin/pip install -q --upgrade pip
+	$(VENV)/bin/pip install -q torch==2.14.1 torchvision==0.29.1
+	$(VENV)/bin/pip install -q -e ".[dev]"
+	touch $(STAMP)
+
+demo: setup
+	$(VENV)/bin/emotion-stream demo
+
+test: setup
+	$(VENV)/bin/python -m pytest
+
+clean:
+	rm -rf runs .pytest_cache

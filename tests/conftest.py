@@ -1,0 +1,46 @@
+"""Shared fixtures: a real redis-server, the tiny trained model, real H.264 videos."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+import redis
+
+from pipeline.redis_server import LocalRedisServer
+from training.demo_model import DEMO_IMGSZ, demo_model
+from training.synthetic_video import FaceTruth, default_script, render_scripted_video
+
+
+@pytest.fixture(scope="session")
+def redis_server() -> LocalRedisServer:
+    """One redis-server process on a free port for the whole session."""
+    with LocalRedisServer() as server:
+        yield server
+
+
+@pytest.fixture
+def redis_url(redis_server: LocalRedisServer) -> str:
+    """The session server's URL, emptied before each test."""
+    redis.Redis.from_url(redis_server.url).flushall()
+    return redis_server.url
+
+
+@pytest.fixture(scope="session")
+def weights() -> Path:
+    """The tiny emotion detector trained on synthetic scenes (trained once, cached)."""
+    return demo_model(verbose=False)
+
+
+@pytest.fixture(scope="session")
+def imgsz() -> int:
+    """The image size the tiny model was trained at."""
+    return DEMO_IMGSZ
+
+
+@pytest.fixture(scope="session")
+def scripted_video(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, list[list[FaceTruth]]]:
+    """A 10 s, 15 fps H.264 video of two faces following the default script, and its truth."""
+    path = tmp_path_factory.mktemp("video") / "scripted.mp4"
+    truth = render_scripted_video(path, default_script())
+    return path, truth

@@ -1,0 +1,136 @@
+"""The command line: clear one-line errors and exit codes, process and subscribe end to end."""
+
+import json
+import os
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+import redis
+
+from pipeline.cli import main
+from pipeline.redis_server import free_port
+from tests.videos import gradient_frames, truncate, write_video
+
+
+def _process(video: Path, weights: Path, imgsz: int, out: Path, *extra: str) -> list[str]:
+    return ["process", str(video), "--weights", str(weights), "--imgsz", str(imgsz), "--out", str(out),
+            "--cpu-backend", "pytorch", "--quiet", *extra]
+
+
+def test_process_prints_a_summary_and_writes_redis(
+    scripted_video: tuple, weights: Path, imgsz: int, redis_url: str, tmp_path: Path, capsys: pytest.CaptureFixture
+) -> None:
+    video, truth = scripted_video
+    code = main(_process(video, weights, imgsz, tmp_path, "--redis", redis_url, "--source-id", "cli"))
+    out = capsys.readouterr().out
+    assert code == 0
+    assert f"frames {len(truth)}" in out and "frames/s" in out
+    assert "%" in out  # share of time per emotion
+    assert f"redis: {len(truth)} entries in emotion:frames:cli" in out
+    assert redis.Redis.from_url(redis_url).xlen("emotion:frames:cli") == len(truth)
+
+
+def test_redis_url_from_environment(
+    scripted_video: tuple, weights: Path, imgsz: int, redis_url: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    video, truth = scripted_video
+    monkeypatch.setenv("REDIS_URL", redis_url)
+    assert main(_process(video, weights, imgsz, tmp_path, "--source-id", "env")) == 0
+    assert redis.Redis.from_url(redis_url).xlen("emotion:frames:env") == len(truth)
+
+
+def _error_of(argv: list[str], capsys: pytest.CaptureFixture) -> tuple[int, str]:
+    code = main(argv)
+    err = capsys.readouterr().err.strip().splitlines()
+    assert err, "an error must be printed"
+    assert not any("Traceback" in line for line in err)
+    return code, err[-1]
+
+
+def test_missing_video(weights: Path, imgsz: int, tmp_path: Path, capsys: pytest.CaptureFixture) -> None:
+    code, err = _error_of(_process(tmp_path / "gone.mp4", weights, imgsz, tmp_path), capsys)
+    assert code == 3 and "video not found" in err and "gone.mp4" in err
+
+
+def test_file_that_is_not_video(weights: Path, imgsz: int, tmp_path: Path, capsys: pytest.CaptureFixture) -> None:
+    fake = tmp_path / "slides.mp4"
+    fake.write_bytes(b"%PDF-1.4 not a video" * 200)
+    code, err = _error_of(_process(fake, weights, imgsz, tmp_path), capsys)
+    assert code == 3 and "not a readable video" in err and "slides.mp4" in err
+
+
+def test_truncated_video_is_processed_up_to_the_damage(
+    weights: Path, imgsz: int, tmp_path: Path, capsys: pytest.CaptureFixture
+) -> None:
+    video = truncate(write_video(tmp_path / "rec.mkv", gradient_frames(60), fps=30), 0.5)
+    code, err = _error_of(_process(video, weights, imgsz, tmp_path / "out"), capsys)
+    assert code == 3 and "rec.mkv" in err and "truncated" in err
+    lines = (tmp_path / "out" / "truncated-rec" / "timeline.jsonl").read_text().splitlines()
+    assert 0 < len(lines) < 60
+
+
+def test_missing_weights(scripted_video: tuple, tmp_path: Path, capsys: pytest.CaptureFixture) -> None:
+    code, err = _error_of(_process(scripted_video[0], tmp_path / "w.pt", 160, tmp_path), capsys)
+    assert code == 4 and "weights not found" in err and "w.pt" in err
+
+
+def test_unreachable_redis_names_the_url_and_keeps_files(
+    scripted_video: tuple, weights: Path, imgsz: int, tmp_path: Path, capsys: pytest.CaptureFixture
+) -> None:
+    video, truth = scripted_video
+    url = f"redis://127.0.0.1:{free_port()}/0"
+    code, err = _error_of(_process(video, weights, imgsz, tmp_path, "--redis", url, "--source-id", "x"), capsys)
+    assert code == 5 and url in err and "file outputs are still written" in err
+    assert len((tmp_path / "x" / "timeline.jsonl").read_text().splitlines()) == len(truth)
+
+
+def test_malformed_config_key(scripted_video: tuple, tmp_path: Path, capsys: pytest.CaptureFixture) -> None:
+    config = tmp_path / "pipeline.yaml"
+    config.write_text("model:\n  threshold: 0.5\n")
+    code, err = _error_of(["process", str(scripted_video[0]), "--config", str(config)], capsys)
+    assert code == 2 and "unknown key 'model.threshold'" in err and "pipeline.yaml" in err
+
+
+def test_subscribe_replays_a_finished_source(
+    scripted_video: tuple, weights: Path, imgsz: int, redis_url: str, tmp_path: Path, capsys: pytest.CaptureFixture
+) -> None:
+    video, truth = scripted_video
+    main(_process(video, weights, imgsz, tmp_path, "--redis", redis_url, "--source-id", "rec"))
+    capsys.readouterr()
+    assert main(["subscribe", "rec", "--redis", redis_url, "--from-start", "--until-ended", "--json"]) == 0
+    lines = capsys.readouterr().out.splitlines()
+    assert [json.loads(line)["frame"] for line in lines] == list(range(len(truth)))
+
+
+def test_console_script_follows_a_live_run(
+    scripted_video: tuple, weights: Path, imgsz: int, redis_url: str, tmp_path: Path
+) -> None:
+    video, truth = scripted_video
+    script = Path(sys.executable).parent / "emotion-stream"
+    subscriber = subprocess.Popen(
+        [str(script), "subscribe", "live", "--until-ended"], stdout=subprocess.PIPE, text=True,
+        env=os.environ | {"REDIS_URL": redis_url},
+    )
+    try:
+        _wait_for_blocked_reader(redis_url)
+        subprocess.run([str(script), *_process(video, weights, imgsz, tmp_path, "--redis", redis_url,
+                        "--source-id", "live")], check=True, capture_output=True)
+        out, _ = subscriber.communicate(timeout=60)
+    finally:
+        subscriber.kill()
+    lines = out.splitlines()
+    assert len(lines) == len(truth)
+    assert "frame      0" in lines[0] and "face(s)" in lines[0]
+
+
+def _wait_for_blocked_reader(url: str) -> None:
+    """Wait until a client is blocked in XREAD (the subscriber is listening)."""
+    client = redis.Redis.from_url(url)
+    for _ in range(300):
+        if any(c.get("cmd") == "xread" for c in client.client_list()):
+            return
+        time.sleep(0.1)
+    raise AssertionError("the subscriber never started reading")

@@ -1,0 +1,84 @@
+"""The batched detector against YOLO.predict on the same frames and weights."""
+
+from pathlib import Path
+
+import cv2
+import numpy as np
+import pytest
+from ultralytics import YOLO
+
+from pipeline.detector import DetectorSettings, EmotionDetector
+from pipeline.errors import ModelError
+from pipeline.sources import VideoFileSource
+from training.synthetic_faces import FER_CLASSES
+
+
+@pytest.fixture(scope="module")
+def frames(scripted_video: tuple[Path, list]) -> list[np.ndarray]:
+    video, _truth = scripted_video
+    return [frame.image for frame in VideoFileSource(video, stride=6)]
+
+
+def _assert_same_faces(ours: list, reference, names: list[str]) -> None:
+    boxes = reference.boxes
+    assert len(ours) == len(boxes), "face count differs from YOLO.predict"
+    for face, box, conf, cls in zip(ours, boxes.xyxy.numpy(), boxes.conf.numpy(), boxes.cls.numpy()):
+        assert np.abs(np.array(face.box) - box).max() <= 1.0
+        assert face.emotion == names[int(cls)]
+        assert face.score == pytest.approx(float(conf), abs=1e-3)
+        assert max(face.scores.values()) == pytest.approx(face.score, abs=1e-6)
+        assert max(face.scores, key=face.scores.get) == face.emotion
+
+
+@pytest.mark.parametrize("batch", [1, 5])
+def test_batched_detection_matches_yolo_predict(weights: Path, imgsz: int, frames: list, batch: int) -> None:
+    detector = EmotionDetector(weights, "cpu", DetectorSettings(imgsz=imgsz))
+    model = YOLO(str(weights))
+    compared = 0
+    for start in range(0, len(frames), batch):
+        chunk = frames[start : start + batch]
+        ours = detector.detect(chunk)
+        reference = model.predict(chunk, imgsz=imgsz, conf=0.25, iou=0.7, max_det=100, agnostic_nms=True, device="cpu",
+                                  verbose=False)
+        for faces, result in zip(ours, reference):
+            _assert_same_faces(faces, result, detector.names)
+            compared += len(faces)
+    assert compared > len(frames), "the comparison needs faces to compare"
+
+
+def test_frames_of_different_sizes_in_one_batch(weights: Path, imgsz: int, frames: list) -> None:
+    mixed = [frames[0], cv2.resize(frames[1], (320, 180)), cv2.resize(frames[2], (640, 480)), frames[3]]
+    detector = EmotionDetector(weights, "cpu", DetectorSettings(imgsz=imgsz))
+    ours = detector.detect(mixed)
+    reference = YOLO(str(weights)).predict(mixed, imgsz=imgsz, device="cpu", verbose=False, max_det=100, agnostic_nms=True)
+    for faces, result, image in zip(ours, reference, mixed):
+        _assert_same_faces(faces, result, detector.names)
+        for face in faces:
+            x1, y1, x2, y2 = face.box
+            assert 0 <= x1 < x2 <= image.shape[1] and 0 <= y1 < y2 <= image.shape[0]
+    assert sum(len(f) for f in ours) >= len(mixed)
+
+
+def test_class_names_come_from_the_model(weights: Path, imgsz: int) -> None:
+    detector = EmotionDetector(weights, "cpu", DetectorSettings(imgsz=imgsz))
+    assert detector.names == list(FER_CLASSES)
+    assert detector.model_id.startswith("emotion-demo-")
+
+
+def test_missing_weights_are_named(tmp_path: Path) -> None:
+    with pytest.raises(ModelError, match="weights not found: .*nothing.pt"):
+        EmotionDetector(tmp_path / "nothing.pt")
+
+
+def test_unreadable_weights_are_refused(tmp_path: Path) -> None:
+    junk = tmp_path / "junk.pt"
+    junk.write_bytes(b"not a checkpoint" * 100)
+    with pytest.raises(ModelError, match="cannot load weights .*junk.pt"):
+        EmotionDetector(junk)
+
+
+def test_a_classification_model_is_not_a_detector(tmp_path: Path) -> None:
+    path = tmp_path / "classifier.pt"
+    YOLO("yolov8n-cls.yaml").save(str(path))
+    with pytest.raises(ModelError, match="classify model; emotion-stream needs a detection model"):
+        EmotionDetector(path)

@@ -1,0 +1,55 @@
+"""Real video files for tests, encoded with PyAV."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import av
+import numpy as np
+
+
+def gradient_frames(count: int, width: int = 160, height: int = 96) -> list[np.ndarray]:
+    """BGR frames whose content encodes the frame index (a moving bar) and orientation (a corner mark)."""
+    frames = []
+    for index in range(count):
+        image = np.full((height, width, 3), 60, np.uint8)
+        x = (index * 7) % (width - 10)
+        image[:, x : x + 10] = (200, 200, 200)
+        image[:12, :12] = (0, 0, 255)  # red top-left mark shows orientation
+        frames.append(image)
+    return frames
+
+
+def write_video(
+    path: Path,
+    frames: list[np.ndarray],
+    fps: int = 25,
+    codec: str = "libx264",
+    rotation: int | None = None,
+    faststart: bool = False,
+) -> Path:
+    """Encode BGR `frames` to `path`; `rotation` sets the display matrix (degrees counter-clockwise).
+
+    `faststart` puts an MP4's index first, as streaming-ready files have it.
+    """
+    height, width = frames[0].shape[:2]
+    options = {"movflags": "faststart"} if faststart else {}
+    with av.open(str(path), mode="w", options=options) as container:
+        stream = container.add_stream(codec, rate=fps)
+        stream.width, stream.height, stream.pix_fmt = width, height, "yuv420p"
+        if rotation is not None:
+            stream.set_display_rotation(rotation)
+        for image in frames:
+            for packet in stream.encode(av.VideoFrame.from_ndarray(image, format="bgr24")):
+                container.mux(packet)
+        for packet in stream.encode():
+            container.mux(packet)
+    return path
+
+
+def truncate(path: Path, keep_fraction: float) -> Path:
+    """Cut a file to its first `keep_fraction` of bytes, as an interrupted copy would."""
+    data = path.read_bytes()
+    out = path.with_name(f"truncated-{path.name}")
+    out.write_bytes(data[: int(len(data) * keep_fraction)])
+    return out
