@@ -64,6 +64,6 @@ def _export(weights: Path, fmt: str) -> Path:
 
     try:
         model = YOLO(str(weights), task="detect")
-        return Path(model.export(format=fmt, dynamic=True, simplify=True, half=False, verbose=False))
+        return Path(model.export(format=fmt, dynamic=True, simplify=True, verbose=False))
     except Exception as exc:  # the exporter raises many types
         raise ModelError(f"cannot export {weights.name} to {fmt}: {str(exc).splitlines()[0] if str(exc) else exc!r}") from None

@@ -40,13 +40,20 @@ class DetectorSettings:
 class EmotionDetector:
     """Loads a detection model through `AutoBackend` and runs frames in batches."""
 
-    def __init__(self, weights: str | Path, device: str = "cpu", settings: DetectorSettings | None = None) -> None:
+    def __init__(
+        self,
+        weights: str | Path,
+        device: str = "cpu",
+        settings: DetectorSettings | None = None,
+        model_id: str | None = None,
+    ) -> None:
+        """`model_id` names the model in outputs; by default the weights' name and content hash."""
         self.weights = Path(weights)
         self.settings = settings or DetectorSettings()
         self.device = _torch_device(device)
         self.backend = _load_backend(self.weights, self.device)
         self.names: list[str] = [self.backend.names[i] for i in sorted(self.backend.names)]
-        self.model_id = model_id_for(self.weights)
+        self.model_id = model_id or model_id_for(self.weights)
         self.stride = int(max(self.backend.stride, 32) if isinstance(self.backend.stride, int) else 32)
         self._rect_ok = self.backend.format == "pt" or bool(getattr(self.backend, "dynamic", False))
 

@@ -52,16 +52,16 @@ def load_detector(config: PipelineConfig) -> EmotionDetector:
     model = config.model
     if not model.weights:
         raise ModelError("no weights given: pass --weights or set model.weights in the config")
-    weights = Path(model.weights)
-    if not weights.exists():
-        raise ModelError(f"weights not found: {weights}")
-    if weights.suffix == ".pt" and model.device == "cpu" and model.cpu_backend != "pytorch":
-        EmotionDetector(weights, "cpu", DetectorSettings(imgsz=model.imgsz))  # validate before exporting
-        weights = cached_cpu_export(weights, model.cpu_backend)
     settings = DetectorSettings(
         imgsz=model.imgsz, conf=model.conf, iou=model.iou, max_det=model.max_det, agnostic_nms=model.agnostic_nms
     )
-    return EmotionDetector(weights, model.device, settings)
+    weights = Path(model.weights)
+    if weights.suffix != ".pt" or model.device != "cpu" or model.cpu_backend == "pytorch":
+        return EmotionDetector(weights, model.device, settings)
+    source_model = EmotionDetector(weights, "cpu", settings)  # validates the weights before exporting
+    fast = EmotionDetector(cached_cpu_export(weights, model.cpu_backend), "cpu", settings, source_model.model_id)
+    log.info("CPU fast path: %s weights run on %s (%s)", weights.name, fast.format, fast.weights)
+    return fast
 
 
 def process_video(
