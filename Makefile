@@ -30,5 +30,9 @@ demo: setup
 test: setup
 	$(VENV)/bin/python -m pytest
 
+bench: setup
+	$(VENV)/bin/python -m training.bench_assets runs/bench
+	$(VENV)/bin/emotion-stream bench runs/bench/interview-720p.mp4 --weights runs/bench/yolov8m-emotion.pt --imgsz 640
+
 clean:
 	rm -rf runs .pytest_cache

@@ -6,6 +6,7 @@ import argparse
 import json
 import logging
 import os
+import signal
 import sys
 from collections.abc import Callable
 
@@ -24,6 +25,7 @@ def main(argv: list[str] | None = None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
     _configure_logging(args.verbose)
+    signal.signal(signal.SIGTERM, _interrupt)
     try:
         return int(args.handler(args) or 0)
     except EmotionStreamError as exc:
@@ -175,6 +177,11 @@ def _command(
     parser = commands.add_parser(name, help=help_text, description=help_text)
     parser.set_defaults(handler=handler)
     return parser
+
+
+def _interrupt(_signum: int, _frame: object) -> None:
+    """SIGTERM stops a run the way Ctrl-C does: sinks are flushed, results so far kept."""
+    raise KeyboardInterrupt
 
 
 def _configure_logging(verbose: bool) -> None:
