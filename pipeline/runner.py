@@ -17,6 +17,7 @@ from pipeline.decode import DecoderWorker
 from pipeline.detector import DetectorSettings, EmotionDetector
 from pipeline.errors import ModelError, SinkError
 from pipeline.sinks.files import FileSink
+from pipeline.shutdown import StopSignals
 from pipeline.sinks.redis_sink import RedisSink, connect
 from pipeline.sources import VideoFileSource
 from pipeline.summary import TimelineSummary
@@ -93,8 +94,11 @@ def process_video(
         dynamic_ncols=True,
     )
     try:
-        with DecoderWorker(source, config.batching.queue_size) as decoder:
+        with StopSignals() as stop, DecoderWorker(source, config.batching.queue_size) as decoder:
             for frames in decoder.batches(config.batching.batch):
+                if stop.requested.is_set():
+                    report.interrupted = True
+                    break
                 results = _detect(detector, frames)
                 files.write(results)
                 redis_sink = _write_redis(redis_sink, results, report)

@@ -134,3 +134,24 @@ def _wait_for_blocked_reader(url: str) -> None:
             return
         time.sleep(0.1)
     raise AssertionError("the subscriber never started reading")
+
+
+def test_sigterm_mid_run_keeps_every_result_written_so_far(weights: Path, imgsz: int, tmp_path: Path) -> None:
+    video = write_video(tmp_path / "long.mp4", gradient_frames(1500, 320, 180), fps=30)
+    script = Path(sys.executable).parent / "emotion-stream"
+    run = subprocess.Popen(
+        [str(script), *_process(video, weights, imgsz, tmp_path / "out", "--batch", "1")],
+        stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+    )
+    timeline = tmp_path / "out" / "long" / "timeline.jsonl"
+    for _ in range(600):
+        if timeline.exists() and timeline.stat().st_size > 0:
+            break
+        time.sleep(0.05)
+    run.send_signal(subprocess.signal.SIGTERM)
+    _out, err = run.communicate(timeout=30)
+    assert run.returncode == 130 and "interrupted" in err and "Traceback" not in err
+    frames = [json.loads(line)["frame"] for line in timeline.read_text().splitlines()]
+    assert 0 < len(frames) < 1500 and frames == list(range(len(frames)))
+    summary = json.loads((tmp_path / "out" / "long" / "summary.json").read_text())
+    assert summary["interrupted"] is True and summary["frames"] == len(frames)
