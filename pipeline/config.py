@@ -9,6 +9,7 @@ from __future__ import annotations
 import dataclasses
 import difflib
 import os
+import re
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -41,6 +42,8 @@ class BatchingConfig:
 
     batch: int = 8
     queue_size: int = 64
+    max_wait_ms: float = 25.0
+    """Live serving: how long a partial batch waits for more frames before it runs anyway."""
 
 
 @dataclass
@@ -58,6 +61,9 @@ class RedisConfig:
     prefix: str = "emotion"
     maxlen: int = 1_000_000
     timeout_s: float = 5.0
+    buffer_entries: int = 20_000
+    """Entries held in memory while Redis is unreachable; later ones spill to disk."""
+    spill_dir: str = "runs/spill"
 
 
 @dataclass
@@ -65,6 +71,45 @@ class OutputConfig:
     """Where the file sink writes its timeline."""
 
     dir: str = "runs/process"
+
+
+@dataclass
+class LiveConfig:
+    """How live sources (RTSP, HTTP, devices) are read, watched and reconnected."""
+
+    transport: str = "tcp"
+    open_timeout_s: float = 10.0
+    read_timeout_s: float = 5.0
+    stall_timeout_s: float = 15.0
+    """A live source that delivers no frame for this long has its decoder restarted."""
+    backoff_initial_s: float = 0.5
+    backoff_max_s: float = 30.0
+    connect_attempts: int = 5
+    """Failed connections before a source that was never live is declared failed."""
+    keep_frames: int = 4
+    """Newest frames a live source keeps waiting for inference; older ones are dropped."""
+    max_width: int = 1920
+    max_height: int = 1080
+    """Frames larger than this are downscaled into shared memory (boxes are scaled back)."""
+
+
+@dataclass
+class MetricsConfig:
+    """Periodic log line and Prometheus endpoint."""
+
+    log_interval_s: float = 10.0
+    port: int | None = None
+
+
+@dataclass
+class SourceSpec:
+    """One source of `serve`: an id, a URI and how to read it."""
+
+    id: str = ""
+    uri: str = ""
+    stride: int = 1
+    max_fps: float | None = None
+    loop: bool = False
 
 
 @dataclass
@@ -76,11 +121,29 @@ class PipelineConfig:
     source: SourceConfig = field(default_factory=SourceConfig)
     redis: RedisConfig = field(default_factory=RedisConfig)
     output: OutputConfig = field(default_factory=OutputConfig)
+    live: LiveConfig = field(default_factory=LiveConfig)
+    metrics: MetricsConfig = field(default_factory=MetricsConfig)
+    sources: list[SourceSpec] = field(default_factory=list)
 
 
-CHOICES = {"model.cpu_backend": ("openvino", "onnx", "pytorch")}
-POSITIVE = {"model.imgsz", "model.max_det", "batching.batch", "batching.queue_size", "source.stride", "redis.maxlen"}
+CHOICES = {"model.cpu_backend": ("openvino", "onnx", "pytorch"), "live.transport": ("tcp", "udp")}
+POSITIVE = {
+    "model.imgsz",
+    "model.max_det",
+    "batching.batch",
+    "batching.queue_size",
+    "source.stride",
+    "redis.maxlen",
+    "redis.buffer_entries",
+    "live.connect_attempts",
+    "live.keep_frames",
+    "live.max_width",
+    "live.max_height",
+    "sources.stride",
+    "metrics.port",
+}
 UNIT_INTERVAL = {"model.conf", "model.iou"}
+SOURCE_ID = re.compile(r"^[A-Za-z0-9._-]{1,64}$")
 
 
 def load_config(path: str | Path | None = None, overrides: dict[str, Any] | None = None) -> PipelineConfig:
@@ -121,15 +184,40 @@ def _apply_mapping(config: PipelineConfig, data: dict, origin: str) -> None:
     for section_name, values in data.items():
         if section_name not in sections:
             raise ConfigError(f"{origin}: unknown section '{section_name}'{_suggest(section_name, sections)}")
+        if section_name == "sources":
+            config.sources = _sources(values, origin)
+            continue
         if not isinstance(values, dict):
             raise ConfigError(f"{origin}: section '{section_name}' must be a mapping")
-        section = sections[section_name]
-        fields = {f.name: f for f in dataclasses.fields(section)}
-        for key, value in values.items():
-            dotted = f"{section_name}.{key}"
-            if key not in fields:
-                raise ConfigError(f"{origin}: unknown key '{dotted}'{_suggest(key, fields)}")
-            setattr(section, key, _coerce(dotted, value, fields[key].type, origin))
+        _apply_fields(sections[section_name], values, section_name, origin)
+
+
+def _apply_fields(target: Any, values: dict, section_name: str, origin: str) -> None:
+    fields = {f.name: f for f in dataclasses.fields(target)}
+    for key, value in values.items():
+        dotted = f"{section_name}.{key}"
+        if key not in fields:
+            raise ConfigError(f"{origin}: unknown key '{dotted}'{_suggest(key, fields)}")
+        setattr(target, key, _coerce(dotted, value, fields[key].type, origin))
+
+
+def _sources(values: Any, origin: str) -> list[SourceSpec]:
+    if not isinstance(values, list):
+        raise ConfigError(f"{origin}: 'sources' must be a list of {{id, uri, ...}} mappings")
+    specs: list[SourceSpec] = []
+    for number, item in enumerate(values, 1):
+        if not isinstance(item, dict):
+            raise ConfigError(f"{origin}: source #{number} must be a mapping with id and uri")
+        spec = SourceSpec()
+        _apply_fields(spec, item, "sources", origin)
+        if not SOURCE_ID.match(spec.id):
+            raise ConfigError(f"{origin}: source #{number} has invalid id {spec.id!r}: use 1-64 of A-Z a-z 0-9 . _ -")
+        if not spec.uri:
+            raise ConfigError(f"{origin}: source '{spec.id}' has no uri")
+        if any(other.id == spec.id for other in specs):
+            raise ConfigError(f"{origin}: source id '{spec.id}' is used twice")
+        specs.append(spec)
+    return specs
 
 
 def _coerce(dotted: str, value: Any, type_name: str, origin: str) -> Any:

@@ -19,9 +19,11 @@ from pipeline.errors import ModelError, SinkError
 from pipeline.sinks.files import FileSink
 from pipeline.shutdown import StopSignals
 from pipeline.sinks.redis_sink import RedisSink, connect
+from pipeline.sinks.redis_writer import RedisWriter
 from pipeline.sources import VideoFileSource
 from pipeline.summary import TimelineSummary
 from pipeline.types import Frame, FrameResult
+from pipeline.uris import mask_uri
 
 log = logging.getLogger(__name__)
 
@@ -101,7 +103,8 @@ def process_video(
                     break
                 results = _detect(detector, frames)
                 files.write(results)
-                redis_sink = _write_redis(redis_sink, results, report)
+                if redis_sink is not None:
+                    redis_sink.write(results)
                 report.summary.add(results)
                 bar.update(len(results))
                 bar.set_postfix(faces=report.summary.faces, refresh=False)
@@ -112,7 +115,7 @@ def process_video(
         files.close()
         report.seconds = time.perf_counter() - started
         report.source_problem = source.stopped_early
-        _close_redis(redis_sink, report)
+        _close_redis(redis_sink, report, config.redis.timeout_s * 2)
         (output_dir / "summary.json").write_text(json.dumps(_summary_json(report), indent=2))
     return report
 
@@ -125,41 +128,46 @@ def _detect(detector: EmotionDetector, frames: list[Frame]) -> list[FrameResult]
     ]
 
 
+def open_redis_writer(config: PipelineConfig, spill_path: Path) -> RedisWriter:
+    """A background writer for `config.redis`, after checking that Redis answers (SinkError if not)."""
+    connect(config.redis.url, config.redis.timeout_s).close()
+    return RedisWriter(
+        config.redis.url,
+        timeout_s=config.redis.timeout_s,
+        buffer_entries=config.redis.buffer_entries,
+        spill_path=spill_path,
+    )
+
+
 def _open_redis(
     config: PipelineConfig, source: VideoFileSource, detector: EmotionDetector, report: RunReport
 ) -> RedisSink | None:
     if not config.redis.url:
         return None
     try:
-        client = connect(config.redis.url, config.redis.timeout_s)
+        writer = open_redis_writer(config, report.output_dir / "redis-spill.jsonl")
     except SinkError as exc:
         report.redis_problem = f"{exc}; file outputs are still written to {report.output_dir}"
         return None
     keys = RedisKeys(config.redis.prefix)
-    return RedisSink(client, source.source_id, detector.model_id, keys, config.redis.maxlen, str(source.path))
+    sink = RedisSink(writer, source.source_id, detector.model_id, keys, config.redis.maxlen, str(source.path))
+    sink.status("live")
+    return sink
 
 
-def _write_redis(sink: RedisSink | None, results: list[FrameResult], report: RunReport) -> RedisSink | None:
-    if sink is None:
-        return None
-    try:
-        sink.write(results)
-        return sink
-    except SinkError as exc:
-        report.redis_problem = f"{exc}; later frames are in the file outputs only ({report.output_dir})"
-        _close_redis(sink, report)
-        return None
-
-
-def _close_redis(sink: RedisSink | None, report: RunReport) -> None:
+def _close_redis(sink: RedisSink | None, report: RunReport, timeout_s: float) -> None:
     if sink is None:
         return
-    report.redis_written, report.redis_duplicates = sink.written, sink.duplicates
-    try:
-        sink.finish("failed" if report.source_problem else "ended")
-    except SinkError as exc:
-        report.redis_problem = report.redis_problem or str(exc)
-    sink.close()
+    sink.status("failed" if report.source_problem else "ended", report.source_problem or "")
+    writer = sink.writer
+    unwritten = writer.close(timeout_s)
+    frames_key = sink.keys.frames(sink.source_id)
+    report.redis_written, report.redis_duplicates = writer.written[frames_key], writer.duplicates[frames_key]
+    if unwritten:
+        report.redis_problem = (
+            f"Redis at {mask_uri(writer.url)} did not come back: {unwritten} commands were not written; "
+            f"the file outputs in {report.output_dir} hold every frame"
+        )
 
 
 def _summary_json(report: RunReport) -> dict:

@@ -125,7 +125,7 @@ class VideoFileSource:
                         continue
                     if self.max_frames is not None and index // self.stride >= self.max_frames:
                         return
-                    image = _rotated(decoded.to_ndarray(format="bgr24"), decoded.rotation)
+                    image = rotate_for_display(decoded.to_ndarray(format="bgr24"), decoded.rotation)
                     yield Frame(self.source_id, index, last_pts, time.time(), image)
         except av.error.FFmpegError as exc:
             self.stopped_early = (
@@ -145,7 +145,7 @@ class VideoFileSource:
         self._container.close()
 
 
-def _rotated(image: np.ndarray, rotation: float) -> np.ndarray:
+def rotate_for_display(image: np.ndarray, rotation: float) -> np.ndarray:
     """Apply a display-matrix rotation (degrees counter-clockwise) as FFmpeg's autorotate does."""
     quarter_turns = round(rotation / 90) % 4
     return np.ascontiguousarray(np.rot90(image, k=quarter_turns)) if quarter_turns else image

@@ -13,7 +13,7 @@ from pipeline.redis_server import free_port
 from pipeline.runner import process_video
 from training.synthetic_faces import FER_CLASSES
 
-CONTRACT_FIELDS = {"v", "frame", "pts", "ts", "faces", "model"}
+CONTRACT_FIELDS = {"v", "frame", "pts", "ts", "faces", "model", "lat"}
 
 
 @pytest.fixture(scope="module")
@@ -52,6 +52,7 @@ def test_frames_stream_matches_the_contract_field_by_field(
         assert float(fields["pts"]) == pytest.approx(index / 15, abs=1e-3)
         assert started_ms - 1000 <= int(fields["ts"]) <= finished_ms
         assert fields["model"] == detector.model_id
+        assert 0 <= int(fields["lat"]) <= finished_ms - int(fields["ts"])
         ms, seq = (int(part) for part in entry_id.split("-"))
         assert (ms, seq) > previous_id and ms == round(float(fields["pts"]) * 1000)
         previous_id = (ms, seq)

@@ -1,20 +1,22 @@
-"""Redis sink: one stream entry per processed frame, written with one pipeline per batch."""
+"""Redis sink: turns one source's results and state changes into contract-v1 commands.
+
+Commands go to a shared `RedisWriter`, which sends them in the background and rides out
+outages. Entry ids are derived from presentation time (files) or wall-clock time (live
+sources), so they are deterministic and strictly increasing per stream.
+"""
 
 from __future__ import annotations
 
 import json
-import logging
 import time
 
 import redis
 
-from pipeline.contract import RedisKeys, StreamIdAllocator, frame_fields
+from pipeline.contract import SCHEMA_VERSION, RedisKeys, StreamIdAllocator, frame_fields
 from pipeline.errors import SinkError
+from pipeline.sinks.redis_writer import Command, RedisWriter
 from pipeline.types import FrameResult
-
-log = logging.getLogger(__name__)
-
-_DUPLICATE_ID = "equal or smaller than the target stream top item"
+from pipeline.uris import mask_uri
 
 
 def connect(url: str, timeout_s: float = 5.0) -> redis.Redis:
@@ -23,95 +25,91 @@ def connect(url: str, timeout_s: float = 5.0) -> redis.Redis:
         client = redis.Redis.from_url(url, socket_timeout=timeout_s, socket_connect_timeout=timeout_s)
         client.ping()
     except ValueError as exc:
-        raise SinkError(f"invalid Redis URL {mask_url(url)}: {exc}") from None
+        raise SinkError(f"invalid Redis URL {mask_uri(url)}: {exc}") from None
     except redis.AuthenticationError as exc:
-        raise SinkError(f"Redis at {mask_url(url)} refused the credentials: {exc}") from None
+        raise SinkError(f"Redis at {mask_uri(url)} refused the credentials: {exc}") from None
     except redis.RedisError as exc:
-        raise SinkError(f"cannot reach Redis at {mask_url(url)}: {exc}") from None
+        raise SinkError(f"cannot reach Redis at {mask_uri(url)}: {exc}") from None
     return client
 
 
-def mask_url(url: str) -> str:
-    """`url` with any password replaced by ***."""
-    scheme, sep, rest = url.partition("://")
-    if not sep or "@" not in rest:
-        return url
-    credentials, _, host = rest.rpartition("@")
-    user = credentials.split(":", 1)[0]
-    return f"{scheme}://{user + ':' if ':' in credentials else ''}***@{host}"
-
-
 class RedisSink:
-    """Writes frame entries per the Redis contract v1 and keeps the source's status hash.
-
-    Entry ids come from presentation times (see `StreamIdAllocator`); entries Redis already
-    holds are rejected by id and counted in `duplicates`, never written twice.
-    """
+    """Frames, status and source_status events of one source, per the Redis contract v1."""
 
     def __init__(
         self,
-        client: redis.Redis,
+        writer: RedisWriter,
         source_id: str,
         model_id: str,
         keys: RedisKeys,
         maxlen: int,
         source_uri: str,
+        live: bool = False,
     ) -> None:
-        self.client = client
+        self.writer = writer
         self.source_id = source_id
         self.model_id = model_id
         self.keys = keys
         self.maxlen = maxlen
-        self.source_uri = mask_url(source_uri)
-        self.written = 0
-        self.duplicates = 0
-        self._ids = StreamIdAllocator()
-        self._frames = 0
+        self.source_uri = mask_uri(source_uri)
+        self.live = live
+        self.frames = 0
+        self.dropped = 0
+        self.reconnects = 0
+        self.state = "connecting"
+        self._frame_ids = StreamIdAllocator()
+        self._event_ids = StreamIdAllocator()
         self._started = time.time()
+        self._last: FrameResult | None = None
 
     def write(self, results: list[FrameResult]) -> None:
-        """XADD every result in one round trip; repeats of entries already stored are skipped."""
+        """Queue one XADD per result and the refreshed status."""
         if not results:
             return
-        stream = self.keys.frames(self.source_id)
-        pipe = self.client.pipeline(transaction=False)
+        commands: list[Command] = []
         for result in results:
-            entry_id = self._ids.next(int(round(result.pts * 1000)))
-            pipe.xadd(stream, frame_fields(result, self.model_id), id=entry_id, maxlen=self.maxlen, approximate=True)
-        self._frames += len(results)
-        pipe.hset(self.keys.sources, self.source_id, json.dumps(self._status("live", results[-1])))
-        try:
-            replies = pipe.execute(raise_on_error=False)
-        except redis.RedisError as exc:
-            raise SinkError(f"Redis write failed for {self.source_id}: {exc}") from None
-        for reply in replies[:-1]:
-            if isinstance(reply, redis.ResponseError):
-                if _DUPLICATE_ID not in str(reply):
-                    raise SinkError(f"Redis rejected an entry for {self.source_id}: {reply}")
-                self.duplicates += 1
-            else:
-                self.written += 1
+            clock = result.wall_time if self.live else result.pts
+            entry_id = self._frame_ids.next(int(round(clock * 1000)))
+            fields = frame_fields(result, self.model_id)
+            commands.append(["xadd", self.keys.frames(self.source_id), entry_id, fields, self.maxlen, result.wall_time])
+        self.frames += len(results)
+        self._last = results[-1]
+        commands.append(["hset", self.keys.sources, self.source_id, json.dumps(self._status())])
+        self.writer.submit(commands)
 
-    def finish(self, state: str) -> None:
-        """Record the source's final state (ended or failed) in the status hash."""
-        try:
-            self.client.hset(self.keys.sources, self.source_id, json.dumps(self._status(state, None)))
-        except redis.RedisError as exc:
-            raise SinkError(f"Redis write failed for {self.source_id}: {exc}") from None
+    def status(self, state: str, reason: str = "") -> None:
+        """Record a state change: the status hash, a source_status event, and its pub/sub message."""
+        self.state = state
+        now = time.time()
+        event = {
+            "v": SCHEMA_VERSION,
+            "type": "source_status",
+            "ts": str(int(now * 1000)),
+            "pts": f"{self._last.pts:.3f}" if self._last else "",
+            "state": state,
+            "reason": mask_uri(reason),
+        }
+        entry_id = self._event_ids.next(int(now * 1000))
+        self.writer.submit(
+            [
+                ["hset", self.keys.sources, self.source_id, json.dumps(self._status(reason))],
+                ["xadd", self.keys.events(self.source_id), entry_id, event, self.maxlen, None],
+                ["publish", self.keys.channel, json.dumps(event | {"source": self.source_id})],
+            ]
+        )
 
-    def close(self) -> None:
-        """Release the connection pool."""
-        self.client.close()
-
-    def _status(self, state: str, last: FrameResult | None) -> dict:
+    def _status(self, reason: str = "") -> dict:
         elapsed = max(time.time() - self._started, 1e-6)
         status = {
-            "state": state,
-            "fps": round(self._frames / elapsed, 2),
-            "frames": self._frames,
-            "dropped": 0,
+            "state": self.state,
+            "fps": round(self.frames / elapsed, 2),
+            "frames": self.frames,
+            "dropped": self.dropped,
+            "reconnects": self.reconnects,
             "uri": self.source_uri,
         }
-        if last is not None:
-            status["last_ts"] = int(last.wall_time * 1000)
+        if reason:
+            status["reason"] = mask_uri(reason)
+        if self._last is not None:
+            status["last_ts"] = int(self._last.wall_time * 1000)
         return status

@@ -1,0 +1,197 @@
+"""The decoder worker process: opens one source, decodes it into shared memory, reconnects.
+
+It runs in its own process (spawned, so no state of the inference process is inherited)
+and talks to the inference process only through small queue messages:
+
+- ("status", source_id, generation, state, reason, info): connecting, live, reconnecting, ended, failed
+- ("frame", source_id, generation, slot, index, pts, wall_time, height, width, scale, decoder_drops)
+
+Frames go into free slots of the source's `FrameRing`; the inference process hands slots
+back through `free_slots` once the frame is processed. A live source never waits for a
+slot (it drops the frame and counts it); a file waits, so files never drop.
+"""
+
+from __future__ import annotations
+
+import queue
+import random
+import time
+from dataclasses import dataclass
+from multiprocessing.queues import Queue
+from multiprocessing.synchronize import Event
+
+import av
+
+from pipeline.frame_ring import FrameRing
+from pipeline.sources import rotate_for_display
+from pipeline.uris import describe_open_error, is_live, mask_uri, open_container
+
+
+@dataclass(frozen=True)
+class DecoderSettings:
+    """Everything a decoder process needs (picklable)."""
+
+    source_id: str
+    uri: str
+    ring_name: str
+    slots: int
+    max_width: int
+    max_height: int
+    stride: int = 1
+    max_fps: float | None = None
+    loop: bool = False
+    realtime: bool = False
+    """Pace a file at its own frame rate, as a camera would (it may then drop frames)."""
+    transport: str = "tcp"
+    open_timeout_s: float = 10.0
+    read_timeout_s: float = 5.0
+    backoff_initial_s: float = 0.5
+    backoff_max_s: float = 30.0
+    connect_attempts: int = 5
+    first_index: int = 0
+    """Frame index to continue from when the process is restarted."""
+    ever_live: bool = False
+    generation: int = 0
+    """Counts restarts; messages of an older generation are ignored by the inference process."""
+
+    @property
+    def live(self) -> bool:
+        """True when frames must never wait: network streams, devices and paced files."""
+        return is_live(self.uri) or self.realtime
+
+
+def backoff_delay(attempt: int, initial_s: float, max_s: float) -> float:
+    """Capped exponential backoff with full jitter for reconnect attempt `attempt` (1-based)."""
+    ceiling = min(max_s, initial_s * (2 ** max(0, attempt - 1)))
+    return random.uniform(ceiling / 2, ceiling)
+
+
+def run_decoder(settings: DecoderSettings, messages: Queue, free_slots: Queue, stop: Event) -> None:
+    """Process entry point: decode until the source ends, fails permanently, or `stop` is set."""
+    ring = FrameRing(settings.slots, settings.max_width, settings.max_height, name=settings.ring_name)
+    try:
+        _Decoder(settings, ring, messages, free_slots, stop).run()
+    except KeyboardInterrupt:
+        pass
+    finally:
+        ring.close()
+
+
+class _Decoder:
+    def __init__(self, settings: DecoderSettings, ring: FrameRing, messages: Queue, free_slots: Queue, stop: Event):
+        self.s = settings
+        self.ring = ring
+        self.messages = messages
+        self.free_slots = free_slots
+        self.stop = stop
+        self.index = settings.first_index
+        self.ever_live = settings.ever_live
+        self.drops = 0
+        self.pts_offset = 0.0
+        self.last_pts = 0.0
+
+    def run(self) -> None:
+        attempts = 0
+        reason = ""
+        announce = True
+        while not self.stop.is_set():
+            if announce:
+                self._status("reconnecting" if (attempts or self.ever_live) else "connecting", reason)
+            announce = True
+            try:
+                container = open_container(self.s.uri, self.s.transport, self.s.open_timeout_s, self.s.read_timeout_s)
+            except Exception as exc:  # every FFmpeg/OS error is classified below
+                permanent, reason = describe_open_error(exc, self.s.uri)
+                attempts += 1
+                if permanent or (not self.ever_live and attempts >= self.s.connect_attempts):
+                    self._status("failed", f"{reason} (after {attempts} attempt{'s' * (attempts > 1)})")
+                    return
+                self._wait(backoff_delay(attempts, self.s.backoff_initial_s, self.s.backoff_max_s))
+                continue
+            try:
+                reached_end, reason = self._read(container)
+                if reached_end:
+                    attempts = 0
+            finally:
+                container.close()
+            if self.stop.is_set():
+                return
+            if not is_live(self.s.uri):
+                if reached_end and self.s.loop:
+                    self.pts_offset = self.last_pts + 1e-3
+                    announce = False
+                    continue
+                self._status("ended", "" if reached_end else reason)
+                return
+            attempts += 1
+            reason = reason or "stream ended"
+            self._wait(backoff_delay(attempts, self.s.backoff_initial_s, self.s.backoff_max_s))
+
+    def _read(self, container: av.container.InputContainer) -> tuple[bool, str]:
+        """Decode until the end (True) or an error (False, reason)."""
+        if not container.streams.video:
+            return False, "no video stream"
+        stream = container.streams.video[0]
+        stream.thread_type = "AUTO"
+        rate = float(stream.average_rate or stream.guessed_rate or 0) or None
+        started_wall = time.time()
+        first_pts: float | None = None
+        last_emitted = -1e9
+        decoded = 0
+        try:
+            for frame in container.decode(stream):
+                if self.stop.is_set():
+                    return False, "stopped"
+                if decoded == 0:
+                    self.ever_live = True
+                    self._status("live", "", {"width": frame.width, "height": frame.height, "fps": rate})
+                decoded += 1
+                pts = frame.time if frame.time is not None else decoded / (rate or 25.0)
+                first_pts = pts if first_pts is None else first_pts
+                if (decoded - 1) % self.s.stride:
+                    continue
+                clock = time.time() - started_wall if is_live(self.s.uri) else pts - first_pts
+                if self.s.max_fps and clock - last_emitted < 1.0 / self.s.max_fps - 1e-6:
+                    continue
+                last_emitted = clock
+                if self.s.realtime:
+                    self._wait(started_wall + (pts - first_pts) - time.time())
+                self._emit(frame, pts + self.pts_offset)
+        except av.error.FFmpegError as exc:
+            return False, describe_open_error(exc, self.s.uri)[1]
+        return True, ""
+
+    def _emit(self, frame: av.VideoFrame, pts: float) -> None:
+        slot = self._take_slot()
+        if slot is None:
+            return
+        image = rotate_for_display(frame.to_ndarray(format="bgr24"), frame.rotation)
+        height, width, scale = self.ring.write(slot, image)
+        self.last_pts = pts
+        self.messages.put(
+            ("frame", self.s.source_id, self.s.generation, slot, self.index, pts, time.time(), height, width, scale,
+             self.drops)
+        )
+        self.index += 1
+
+    def _take_slot(self) -> int | None:
+        if self.s.live:
+            try:
+                return self.free_slots.get_nowait()
+            except queue.Empty:
+                self.drops += 1
+                self.index += 1
+                return None
+        while not self.stop.is_set():
+            try:
+                return self.free_slots.get(timeout=0.2)
+            except queue.Empty:
+                continue
+        return None
+
+    def _status(self, state: str, reason: str, info: dict | None = None) -> None:
+        self.messages.put(("status", self.s.source_id, self.s.generation, state, mask_uri(reason), info or {}))
+
+    def _wait(self, seconds: float) -> None:
+        if seconds > 0:
+            self.stop.wait(seconds)
