@@ -46,6 +46,7 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("-v", "--verbose", action="store_true", help="log debug details")
     commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
     _add_process(commands)
+    _add_serve(commands)
     _add_subscribe(commands)
     _add_demo(commands)
     _add_bench(commands)
@@ -116,6 +117,36 @@ def _run_process(args: argparse.Namespace) -> int:
         print(f"emotion-stream: error: {report.redis_problem}", file=sys.stderr)
         return EXIT_REDIS_PROBLEM
     return EXIT_SOURCE_PROBLEM if report.source_problem else 0
+
+
+def _add_serve(commands: argparse._SubParsersAction) -> None:
+    parser = _command(commands, "serve", _run_serve, "run many live sources (RTSP, HTTP, devices, files) into Redis")
+    _model_flags(parser)
+    parser.add_argument("--redis", help="Redis URL (default: the config's redis.url, else $REDIS_URL)")
+    parser.add_argument("--metrics-port", type=int, help="serve Prometheus metrics on this port")
+    parser.add_argument("--out", help="file outputs folder (output.dir)")
+
+
+def _run_serve(args: argparse.Namespace) -> int:
+    from pipeline.serve import serve
+
+    if not args.config:
+        raise EmotionStreamError("serve needs --config FILE with a 'sources:' list (see configs/cameras.yaml)")
+    overrides = _model_overrides(args) | {
+        "redis.url": args.redis,
+        "metrics.port": args.metrics_port,
+        "output.dir": args.out,
+    }
+    report = serve(load_config(args.config, overrides))
+    for source_id, state in report.states.items():
+        print(
+            f"{source_id}: {state}, {report.frames[source_id]} frames, {report.dropped[source_id]} dropped, "
+            f"{report.reconnects[source_id]} reconnects"
+        )
+    if report.redis_unwritten:
+        print(f"emotion-stream: error: {report.redis_unwritten} Redis commands could not be written", file=sys.stderr)
+        return EXIT_REDIS_PROBLEM
+    return 0
 
 
 def _add_subscribe(commands: argparse._SubParsersAction) -> None:

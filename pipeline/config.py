@@ -71,6 +71,8 @@ class OutputConfig:
     """Where the file sink writes its timeline."""
 
     dir: str = "runs/process"
+    files: bool = True
+    """Write timeline.jsonl/csv per source (turn off for long-running camera feeds)."""
 
 
 @dataclass

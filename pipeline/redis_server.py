@@ -41,7 +41,7 @@ class LocalRedisServer:
         if binary is None:
             raise SinkError("redis-server is not installed (Debian: apt-get install redis-server)")
         command = [binary, "--port", str(self.port), "--bind", "127.0.0.1", "--dir", str(self._workdir)]
-        command += ["--save", "", "--appendonly", "yes" if self.persist else "no"]
+        command += ["--save", "", "--appendonly", "yes" if self.persist else "no", "--appendfsync", "always"]
         self._process = subprocess.Popen(command, stdout=subprocess.DEVNULL, stderr=subprocess.STDOUT)
         deadline = time.monotonic() + 10
         while time.monotonic() < deadline:

@@ -200,7 +200,7 @@ class DecoderSupervisor:
             handle.restart_at = now + delay
 
     def stop(self, timeout_s: float = 3.0) -> None:
-        """Stop decoders (politely, then by force), free the shared memory."""
+        """Stop decoders (politely, then by force), free the shared memory; open sources become ended."""
         self._stop.set()
         deadline = time.monotonic() + timeout_s
         for handle in self.handles.values():
@@ -211,6 +211,8 @@ class DecoderSupervisor:
         self._collector.join(timeout=1.0)
         for handle in self.handles.values():
             handle.ring.close()
+            if handle.state not in FINAL_STATES:
+                self._set_state(handle, "ended", "pipeline stopped")
 
     def _spawn(self, handle: SourceHandle) -> None:
         handle.generation += 1

@@ -44,3 +44,11 @@ def scripted_video(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, list
     path = tmp_path_factory.mktemp("video") / "scripted.mp4"
     truth = render_scripted_video(path, default_script())
     return path, truth
+
+
+@pytest.fixture(scope="session")
+def camera_video(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A 40 s, 15 fps H.264 MP4 of scripted faces for RTSP cameras to serve."""
+    path = tmp_path_factory.mktemp("camera") / "camera.mp4"
+    render_scripted_video(path, default_script(40.0), duration_s=40.0, fps=15, size=(480, 270))
+    return path

@@ -1,0 +1,171 @@
+"""`serve` with real RTSP servers, a real redis-server and files: drops, reconnects, outages, shutdown."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import threading
+from pathlib import Path
+
+import pytest
+import redis
+
+from pipeline.config import PipelineConfig, SourceSpec
+from pipeline.redis_server import LocalRedisServer, free_port
+from pipeline.serve import serve
+from tests.rtsp import RtspServer
+
+
+def _config(weights: Path, imgsz: int, out: Path, sources: list[SourceSpec], redis_url: str | None) -> PipelineConfig:
+    config = PipelineConfig()
+    config.model.weights, config.model.imgsz = str(weights), imgsz
+    config.redis.url, config.redis.spill_dir = redis_url, str(out / "spill")
+    config.output.dir = str(out)
+    config.batching.batch = 8
+    config.live.backoff_initial_s, config.live.backoff_max_s = 0.2, 1.0
+    config.live.connect_attempts = 2
+    config.metrics.log_interval_s = 2.0
+    config.sources = sources
+    return config
+
+
+def _timeline(out: Path, source: str) -> list[dict]:
+    return [json.loads(line) for line in (out / source / "timeline.jsonl").read_text().splitlines()]
+
+
+def _events(url: str, source: str) -> list[str]:
+    client = redis.Redis.from_url(url, decode_responses=True)
+    return [fields["state"] for _id, fields in client.xrange(f"emotion:events:{source}")]
+
+
+def _after(seconds: float, action) -> threading.Timer:
+    timer = threading.Timer(seconds, action)
+    timer.start()
+    return timer
+
+
+def test_four_cameras_and_a_file_share_one_detector(
+    weights: Path, imgsz: int, camera_video: Path, scripted_video: tuple, redis_url: str, tmp_path: Path
+) -> None:
+    cams = [f"cam{i}" for i in range(1, 5)]
+    with RtspServer({cam: camera_video for cam in cams}) as server:
+        sources = [SourceSpec(cam, server.url(cam)) for cam in cams]
+        sources.append(SourceSpec("recording", str(scripted_video[0])))
+        report = serve(_config(weights, imgsz, tmp_path, sources, redis_url), max_seconds=14)
+    assert report.states["recording"] == "ended"
+    recording = _timeline(tmp_path, "recording")
+    assert [row["frame"] for row in recording] == list(range(len(scripted_video[1])))  # files never drop
+    assert report.dropped["recording"] == 0
+    client = redis.Redis.from_url(redis_url)
+    for cam in cams:
+        rows = _timeline(tmp_path, cam)
+        assert len(rows) >= 60, f"{cam} delivered too few frames"
+        assert sum(len(row["faces"]) for row in rows) >= len(rows), f"{cam}: faces should be found"
+        assert client.xlen(f"emotion:frames:{cam}") == len(rows)
+        assert _events(redis_url, cam)[:1] == ["live"] or "live" in _events(redis_url, cam)
+        status = json.loads(client.hget("emotion:sources", cam))
+        assert status["uri"] == server.url(cam) and status["frames"] == len(rows)
+    assert "ended" in _events(redis_url, "recording")
+
+
+def test_rtsp_server_killed_and_restarted_source_reconnects_others_never_pause(
+    weights: Path, imgsz: int, camera_video: Path, redis_url: str, tmp_path: Path
+) -> None:
+    steady = RtspServer({"cam2": camera_video, "cam3": camera_video}).start()
+    flaky = RtspServer({"cam1": camera_video}).start()
+    try:
+        sources = [SourceSpec("cam1", flaky.url("cam1")), SourceSpec("cam2", steady.url("cam2")),
+                   SourceSpec("cam3", steady.url("cam3"))]
+        config = _config(weights, imgsz, tmp_path, sources, redis_url)
+        config.live.read_timeout_s = 2.0
+        timers = [_after(5, flaky.kill), _after(8, flaky.start)]
+        report = serve(config, max_seconds=18)
+        for timer in timers:
+            timer.join()
+    finally:
+        flaky.kill()
+        steady.kill()
+    states = _events(redis_url, "cam1")
+    assert states[0] == "live" and "reconnecting" in states
+    assert states.index("reconnecting") < len(states) - 1 - states[::-1].index("live"), "live again after"
+    assert report.reconnects["cam1"] >= 1 and states[-1] == "ended"
+    for cam in ("cam2", "cam3"):
+        times = [row["ts"] for row in _timeline(tmp_path, cam)]
+        gaps = [b - a for a, b in zip(times, times[1:])]
+        assert max(gaps) < 2000, f"{cam} paused while cam1 was down"
+        assert report.reconnects[cam] == 0
+
+
+def test_redis_killed_and_restarted_every_frame_lands_exactly_once(
+    weights: Path, imgsz: int, camera_video: Path, scripted_video: tuple, tmp_path: Path
+) -> None:
+    with LocalRedisServer(persist=True) as store, RtspServer({"cam1": camera_video}) as cameras:
+        sources = [SourceSpec("cam1", cameras.url("cam1")), SourceSpec("recording", str(scripted_video[0]))]
+        config = _config(weights, imgsz, tmp_path, sources, store.url)
+        config.redis.timeout_s = 1.0
+        config.redis.buffer_entries = 50  # force a spill to disk during the outage
+        timers = [_after(4, store.kill), _after(9, store.start)]
+        report = serve(config, max_seconds=16)
+        for timer in timers:
+            timer.join()
+        assert report.redis_unwritten == 0
+        client = redis.Redis.from_url(store.url, decode_responses=True)
+        for source in ("cam1", "recording"):
+            processed = [row["frame"] for row in _timeline(tmp_path, source)]
+            stored = [int(fields["frame"]) for _id, fields in client.xrange(f"emotion:frames:{source}")]
+            assert stored == processed, f"{source}: Redis must hold every processed frame exactly once"
+            assert len(processed) > 60
+
+
+def test_unreachable_uri_and_wrong_credentials_fail_clearly_without_disturbing_others(
+    weights: Path, imgsz: int, camera_video: Path, redis_url: str, tmp_path: Path
+) -> None:
+    with RtspServer({"cam1": camera_video, "locked": camera_video}, user="admin", password="s3cret") as server:
+        sources = [
+            SourceSpec("good", server.url("cam1", "admin", "s3cret")),
+            SourceSpec("badpass", server.url("locked", "admin", "wrong")),
+            SourceSpec("nowhere", f"rtsp://127.0.0.1:{free_port()}/stream"),
+        ]
+        report = serve(_config(weights, imgsz, tmp_path, sources, redis_url), max_seconds=10)
+    assert report.states == {"good": "ended", "badpass": "failed", "nowhere": "failed"}
+    assert _events(redis_url, "good") == ["live", "ended"]
+    client = redis.Redis.from_url(redis_url)
+    badpass = json.loads(client.hget("emotion:sources", "badpass"))
+    assert "wrong credentials" in badpass["reason"]
+    assert "wrong" not in badpass["uri"] and "admin:***@" in badpass["uri"]
+    assert "connection refused" in json.loads(client.hget("emotion:sources", "nowhere"))["reason"]
+    assert len(_timeline(tmp_path, "good")) >= 60
+    readable = redis.Redis.from_url(redis_url, decode_responses=True)
+    everything = json.dumps([fields for _id, fields in readable.xrange("emotion:events:badpass")])
+    assert "s3cret" not in everything and "wrong@" not in everything
+
+
+def test_sigterm_stops_flushes_and_exits_zero(
+    weights: Path, imgsz: int, camera_video: Path, redis_url: str, tmp_path: Path
+) -> None:
+    with RtspServer({"cam1": camera_video}) as server:
+        config_file = tmp_path / "cameras.yaml"
+        config_file.write_text(
+            f"model: {{weights: {weights}, imgsz: {imgsz}}}\n"
+            f"redis: {{url: '{redis_url}'}}\n"
+            f"output: {{dir: {tmp_path / 'out'}}}\n"
+            f"sources:\n  - {{id: cam1, uri: '{server.url('cam1')}'}}\n"
+        )
+        script = Path(sys.executable).parent / "emotion-stream"
+        run = subprocess.Popen([str(script), "serve", "--config", str(config_file)],
+                               stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=os.environ.copy())
+        client = redis.Redis.from_url(redis_url)
+        for _ in range(400):
+            if client.xlen("emotion:frames:cam1") > 30:
+                break
+            threading.Event().wait(0.05)
+        run.send_signal(signal.SIGTERM)
+        out, err = run.communicate(timeout=15)
+    assert run.returncode == 0, err
+    assert "cam1: ended" in out
+    processed = len((tmp_path / "out" / "cam1" / "timeline.jsonl").read_text().splitlines())
+    assert processed > 30 and client.xlen("emotion:frames:cam1") == processed
+    assert json.loads(client.hget("emotion:sources", "cam1"))["state"] == "ended"
