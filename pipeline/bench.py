@@ -78,3 +78,52 @@ def _time_pipeline(config: PipelineConfig, video: str | Path, max_frames: int | 
         config.output.dir, config.redis.url = out, None
         report = process_video(config, video, "bench", detector, show_progress=False, max_frames=max_frames)
     return Throughput(detector.format, report.summary.frames, report.seconds)
+
+
+@dataclass(frozen=True)
+class LiveStreamResult:
+    """One paced stream of a live bench."""
+
+    source_id: str
+    fps: float
+    drop_rate: float
+    latency_ms: tuple[float, float, float] | None
+
+
+def run_live_bench(config: PipelineConfig, video: str | Path, streams: int, seconds: float) -> list[LiveStreamResult]:
+    """`streams` copies of `video` paced at its native frame rate, as cameras; print fps, latency, drops."""
+    from pipeline.config import SourceSpec
+    from pipeline.redis_server import LocalRedisServer
+    from pipeline.serve import serve
+
+    fps = VideoFileSource(video).info.fps
+    config.sources = [SourceSpec(f"stream{i + 1}", str(video), loop=True) for i in range(streams)]
+    config.output.files = False
+    config.metrics.log_interval_s = max(seconds, 1.0) * 2
+    detector = load_detector(config)
+    print(
+        f"live bench: {streams} stream(s) of {video} paced at {fps:.0f} fps ({streams * fps:.0f} frames/s offered), "
+        f"{config.model.weights} at imgsz {config.model.imgsz} on {config.model.device}, {seconds:.0f}s"
+    )
+    with LocalRedisServer() as private:
+        config.redis.url = config.redis.url or private.url
+        report = serve(config, detector=detector, realtime_files=True, max_seconds=seconds)
+    results = []
+    for source_id, metrics in report.metrics.sources.items():
+        offered = metrics.frames + report.dropped[source_id]
+        results.append(
+            LiveStreamResult(
+                source_id,
+                metrics.frames / report.seconds,
+                report.dropped[source_id] / offered if offered else 0.0,
+                metrics.percentiles(),
+            )
+        )
+    print(f"  {'source':<10} {'fps':>6} {'dropped':>8}  latency p50/p95/p99 (receive to Redis write)")
+    for row in results:
+        latency = "-" if row.latency_ms is None else " / ".join(f"{value:.0f}" for value in row.latency_ms) + " ms"
+        print(f"  {row.source_id:<10} {row.fps:6.1f} {row.drop_rate:8.1%}  {latency}")
+    total = sum(row.fps for row in results)
+    mean_drop = sum(row.drop_rate for row in results) / len(results)
+    print(f"  {'all':<10} {total:6.1f} {mean_drop:8.1%}")
+    return results

@@ -192,13 +192,21 @@ def _add_bench(commands: argparse._SubParsersAction) -> None:
     parser.add_argument("video", help="video file")
     _model_flags(parser)
     parser.add_argument("--frames", type=int, default=None, help="use only the first N frames")
+    parser.add_argument(
+        "--streams", type=int, help="live mode: N copies of VIDEO paced at its frame rate, as cameras (serve path)"
+    )
+    parser.add_argument("--seconds", type=float, default=30.0, help="live mode: how long to run (default 30)")
+    parser.add_argument("--redis", help="live mode: Redis URL (default: a private redis-server)")
 
 
 def _run_bench(args: argparse.Namespace) -> int:
-    from pipeline.bench import run_bench
+    from pipeline.bench import run_bench, run_live_bench
 
-    config = load_config(args.config, _model_overrides(args))
-    run_bench(config, args.video, max_frames=args.frames)
+    config = load_config(args.config, _model_overrides(args) | {"redis.url": args.redis})
+    if args.streams:
+        run_live_bench(config, args.video, args.streams, args.seconds)
+    else:
+        run_bench(config, args.video, max_frames=args.frames)
     return 0
 
 
@@ -222,7 +230,7 @@ def _configure_logging(verbose: bool) -> None:
         datefmt="%H:%M:%S",
     )
     if not verbose:
-        logging.getLogger("ultralytics").setLevel(logging.WARNING)
+        os.environ.setdefault("YOLO_VERBOSE", "False")  # read when ultralytics is first imported
 
 
 if __name__ == "__main__":

@@ -169,3 +169,29 @@ def test_sigterm_stops_flushes_and_exits_zero(
     processed = len((tmp_path / "out" / "cam1" / "timeline.jsonl").read_text().splitlines())
     assert processed > 30 and client.xlen("emotion:frames:cam1") == processed
     assert json.loads(client.hget("emotion:sources", "cam1"))["state"] == "ended"
+
+
+def test_metrics_endpoint_and_periodic_line(
+    weights: Path, imgsz: int, scripted_video: tuple, tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    import urllib.request
+
+    port = free_port()
+    config = _config(weights, imgsz, tmp_path, [SourceSpec("clip", str(scripted_video[0]), loop=True)], None)
+    config.metrics.port, config.metrics.log_interval_s = port, 1.0
+    scraped: list[str] = []
+
+    def scrape() -> None:
+        scraped.append(urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics", timeout=5).read().decode())
+
+    timer = _after(4, scrape)
+    with caplog.at_level("INFO", logger="pipeline.metrics"):
+        report = serve(config, realtime_files=True, max_seconds=6)
+    timer.join()
+    text = scraped[0]
+    assert 'emotion_frames_total{source="clip"}' in text
+    assert 'emotion_source_state{source="clip",state="live"} 1.0' in text
+    assert "emotion_dropped_frames_total" in text and "emotion_reconnects_total" in text
+    lines = [record.getMessage() for record in caplog.records if record.name == "pipeline.metrics"]
+    assert any(line.startswith("clip ") and "fps drop" in line and "[live]" in line for line in lines)
+    assert report.frames["clip"] > 30

@@ -14,7 +14,8 @@ class SpillBuffer:
     """First in, first out; at most `memory_items` in memory, later items go to `path` (JSONL).
 
     Order is kept across the boundary: once anything is on disk, new items follow it there
-    until the disk part has been read back. Items must be JSON-serialisable.
+    until the disk part has been read back. Items must be JSON-serialisable. Items left on
+    disk by an earlier process (a crash, an outage that outlived it) come first.
     """
 
     def __init__(self, memory_items: int, path: Path) -> None:
@@ -24,6 +25,9 @@ class SpillBuffer:
         self._on_disk = 0
         self._read_offset = 0
         self._lock = threading.Lock()
+        if path.exists():
+            with open(path, encoding="utf-8") as handle:
+                self._on_disk = sum(1 for line in handle if line.endswith("\n"))
 
     def __len__(self) -> int:
         with self._lock:
