@@ -22,6 +22,7 @@ from multiprocessing.synchronize import Event
 
 import av
 
+from pipeline.config import LiveConfig, SourceSpec
 from pipeline.frame_ring import FrameRing
 from pipeline.sources import rotate_for_display
 from pipeline.uris import describe_open_error, is_live, mask_uri, open_container
@@ -31,23 +32,12 @@ from pipeline.uris import describe_open_error, is_live, mask_uri, open_container
 class DecoderSettings:
     """Everything a decoder process needs (picklable)."""
 
-    source_id: str
-    uri: str
+    spec: SourceSpec
+    live_config: LiveConfig
     ring_name: str
     slots: int
-    max_width: int
-    max_height: int
-    stride: int = 1
-    max_fps: float | None = None
-    loop: bool = False
     realtime: bool = False
     """Pace a file at its own frame rate, as a camera would (it may then drop frames)."""
-    transport: str = "tcp"
-    open_timeout_s: float = 10.0
-    read_timeout_s: float = 5.0
-    backoff_initial_s: float = 0.5
-    backoff_max_s: float = 30.0
-    connect_attempts: int = 5
     first_index: int = 0
     """Frame index to continue from when the process is restarted."""
     ever_live: bool = False
@@ -57,7 +47,7 @@ class DecoderSettings:
     @property
     def live(self) -> bool:
         """True when frames must never wait: network streams, devices and paced files."""
-        return is_live(self.uri) or self.realtime
+        return is_live(self.spec.uri) or self.realtime
 
 
 def backoff_delay(attempt: int, initial_s: float, max_s: float) -> float:
@@ -68,7 +58,8 @@ def backoff_delay(attempt: int, initial_s: float, max_s: float) -> float:
 
 def run_decoder(settings: DecoderSettings, messages: Queue, free_slots: Queue, stop: Event) -> None:
     """Process entry point: decode until the source ends, fails permanently, or `stop` is set."""
-    ring = FrameRing(settings.slots, settings.max_width, settings.max_height, name=settings.ring_name)
+    live = settings.live_config
+    ring = FrameRing(settings.slots, live.max_width, live.max_height, name=settings.ring_name)
     try:
         _Decoder(settings, ring, messages, free_slots, stop).run()
     except KeyboardInterrupt:
@@ -80,6 +71,8 @@ def run_decoder(settings: DecoderSettings, messages: Queue, free_slots: Queue, s
 class _Decoder:
     def __init__(self, settings: DecoderSettings, ring: FrameRing, messages: Queue, free_slots: Queue, stop: Event):
         self.s = settings
+        self.spec = settings.spec
+        self.cfg = settings.live_config
         self.ring = ring
         self.messages = messages
         self.free_slots = free_slots
@@ -99,14 +92,14 @@ class _Decoder:
                 self._status("reconnecting" if (attempts or self.ever_live) else "connecting", reason)
             announce = True
             try:
-                container = open_container(self.s.uri, self.s.transport, self.s.open_timeout_s, self.s.read_timeout_s)
+                container = open_container(self.spec.uri, self.cfg.transport, self.cfg.open_timeout_s, self.cfg.read_timeout_s)
             except Exception as exc:  # every FFmpeg/OS error is classified below
-                permanent, reason = describe_open_error(exc, self.s.uri)
+                permanent, reason = describe_open_error(exc, self.spec.uri)
                 attempts += 1
-                if permanent or (not self.ever_live and attempts >= self.s.connect_attempts):
+                if permanent or (not self.ever_live and attempts >= self.cfg.connect_attempts):
                     self._status("failed", f"{reason} (after {attempts} attempt{'s' * (attempts > 1)})")
                     return
-                self._wait(backoff_delay(attempts, self.s.backoff_initial_s, self.s.backoff_max_s))
+                self._wait(backoff_delay(attempts, self.cfg.backoff_initial_s, self.cfg.backoff_max_s))
                 continue
             try:
                 reached_end, reason = self._read(container)
@@ -116,8 +109,8 @@ class _Decoder:
                 container.close()
             if self.stop.is_set():
                 return
-            if not is_live(self.s.uri):
-                if reached_end and self.s.loop:
+            if not is_live(self.spec.uri):
+                if reached_end and self.spec.loop:
                     self.pts_offset = self.last_pts + 1e-3
                     announce = False
                     continue
@@ -125,7 +118,7 @@ class _Decoder:
                 return
             attempts += 1
             reason = reason or "stream ended"
-            self._wait(backoff_delay(attempts, self.s.backoff_initial_s, self.s.backoff_max_s))
+            self._wait(backoff_delay(attempts, self.cfg.backoff_initial_s, self.cfg.backoff_max_s))
 
     def _read(self, container: av.container.InputContainer) -> tuple[bool, str]:
         """Decode until the end (True) or an error (False, reason)."""
@@ -148,17 +141,17 @@ class _Decoder:
                 decoded += 1
                 pts = frame.time if frame.time is not None else decoded / (rate or 25.0)
                 first_pts = pts if first_pts is None else first_pts
-                if (decoded - 1) % self.s.stride:
+                if (decoded - 1) % self.spec.stride:
                     continue
-                clock = time.time() - started_wall if is_live(self.s.uri) else pts - first_pts
-                if self.s.max_fps and clock - last_emitted < 1.0 / self.s.max_fps - 1e-6:
+                clock = time.time() - started_wall if is_live(self.spec.uri) else pts - first_pts
+                if self.spec.max_fps and clock - last_emitted < 1.0 / self.spec.max_fps - 1e-6:
                     continue
                 last_emitted = clock
                 if self.s.realtime:
                     self._wait(started_wall + (pts - first_pts) - time.time())
                 self._emit(frame, pts + self.pts_offset)
         except av.error.FFmpegError as exc:
-            return False, describe_open_error(exc, self.s.uri)[1]
+            return False, describe_open_error(exc, self.spec.uri)[1]
         return True, ""
 
     def _emit(self, frame: av.VideoFrame, pts: float) -> None:
@@ -169,7 +162,7 @@ class _Decoder:
         height, width, scale = self.ring.write(slot, image)
         self.last_pts = pts
         self.messages.put(
-            ("frame", self.s.source_id, self.s.generation, slot, self.index, pts, time.time(), height, width, scale,
+            ("frame", self.spec.id, self.s.generation, slot, self.index, pts, time.time(), height, width, scale,
              self.drops)
         )
         self.index += 1
@@ -190,7 +183,7 @@ class _Decoder:
         return None
 
     def _status(self, state: str, reason: str, info: dict | None = None) -> None:
-        self.messages.put(("status", self.s.source_id, self.s.generation, state, mask_uri(reason), info or {}))
+        self.messages.put(("status", self.spec.id, self.s.generation, state, mask_uri(reason), info or {}))
 
     def _wait(self, seconds: float) -> None:
         if seconds > 0:

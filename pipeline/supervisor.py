@@ -114,24 +114,7 @@ class DecoderSupervisor:
         for spec in specs:
             ring = FrameRing(slots, live.max_width, live.max_height)
             free: mp.Queue = self._context.Queue()
-            settings = DecoderSettings(
-                source_id=spec.id,
-                uri=spec.uri,
-                ring_name=ring.name,
-                slots=slots,
-                max_width=live.max_width,
-                max_height=live.max_height,
-                stride=spec.stride,
-                max_fps=spec.max_fps,
-                loop=spec.loop,
-                realtime=realtime_files,
-                transport=live.transport,
-                open_timeout_s=live.open_timeout_s,
-                read_timeout_s=live.read_timeout_s,
-                backoff_initial_s=live.backoff_initial_s,
-                backoff_max_s=live.backoff_max_s,
-                connect_attempts=live.connect_attempts,
-            )
+            settings = DecoderSettings(spec, live, ring.name, slots, realtime=realtime_files)
             self.handles[spec.id] = SourceHandle(spec, settings, ring, free)
         self._collector = threading.Thread(target=self._collect, name="decoder-messages", daemon=True)
 
