@@ -6,6 +6,7 @@ detector sees the same kind of pixels in training and in the demo video.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from pathlib import Path
 
 import cv2
@@ -34,7 +35,9 @@ def random_background(height: int, width: int, rng: np.random.Generator) -> np.n
     return np.clip(image, 0, 255).astype(np.uint8)
 
 
-def paste_face(canvas: np.ndarray, face: np.ndarray, identity: FaceIdentity, x: int, y: int, size: int) -> Box:
+def paste_face(
+    canvas: np.ndarray, face: np.ndarray, identity: FaceIdentity | None, x: int, y: int, size: int
+) -> Box:
     """Blend a 48x48 grayscale face into BGR `canvas` at (x, y) with side `size`; return its box.
 
     Only the face ellipse (plus a soft margin) is pasted, so a detector learns faces, not
@@ -56,14 +59,26 @@ def paste_face(canvas: np.ndarray, face: np.ndarray, identity: FaceIdentity, x: 
     return (float(x0 + cols.min()), float(y0 + rows.min()), float(x0 + cols.max() + 1), float(y0 + rows.max() + 1))
 
 
+FaceDraw = Callable[[np.random.Generator], tuple[np.ndarray, int, "FaceIdentity | None"]]
+"""Gives a 48x48 grey face, its class index and its identity (None for a real crop)."""
+
+
+def synthetic_face(rng: np.random.Generator) -> tuple[np.ndarray, int, FaceIdentity]:
+    """A drawn face of a random expression and identity."""
+    label = int(rng.integers(len(FER_CLASSES)))
+    identity = FaceIdentity.sample(rng)
+    return draw_face(FER_CLASSES[label], identity, rng), label, identity
+
+
 def make_scene(
     imgsz: int,
     rng: np.random.Generator,
     max_faces: int = 3,
     min_size: float = 0.12,
     max_size: float = 0.45,
+    next_face: FaceDraw = synthetic_face,
 ) -> tuple[np.ndarray, list[tuple[int, Box]]]:
-    """A square BGR scene with 1..max_faces faces; returns the image and (class, box) labels."""
+    """A square BGR scene with 1..max_faces faces from `next_face`; returns the image and (class, box) labels."""
     canvas = random_background(imgsz, imgsz, rng)
     labels: list[tuple[int, Box]] = []
     taken: list[Box] = []
@@ -77,9 +92,8 @@ def make_scene(
                 break
         else:
             continue
-        label = int(rng.integers(len(FER_CLASSES)))
-        identity = FaceIdentity.sample(rng)
-        box = paste_face(canvas, draw_face(FER_CLASSES[label], identity, rng), identity, x, y, size)
+        face, label, identity = next_face(rng)
+        box = paste_face(canvas, face, identity, x, y, size)
         if box[2] - box[0] >= 4 and box[3] - box[1] >= 4:
             labels.append((label, box))
             taken.append(candidate)
@@ -90,32 +104,39 @@ def write_scene_dataset(root: Path, train: int, val: int, imgsz: int, seed: int 
     """Write an ultralytics detection data set of synthetic scenes; returns its data.yaml."""
     rng = np.random.default_rng(seed)
     for split, count in (("train", train), ("val", val)):
-        (root / "images" / split).mkdir(parents=True, exist_ok=True)
-        (root / "labels" / split).mkdir(parents=True, exist_ok=True)
         for i in range(count):
             image, labels = make_scene(imgsz, rng)
-            name = f"{split}_{i:05d}"
-            cv2.imwrite(str(root / "images" / split / f"{name}.png"), image)
-            (root / "labels" / split / f"{name}.txt").write_text(_yolo_labels(labels, imgsz))
-    data_yaml = root / "data.yaml"
-    data_yaml.write_text(
-        yaml.safe_dump(
-            {
-                "path": str(root.resolve()),
-                "train": "images/train",
-                "val": "images/val",
-                "names": dict(enumerate(FER_CLASSES)),
-            },
-            sort_keys=False,
-        )
-    )
-    return data_yaml
+            write_example(root, split, f"{split}_{i:05d}", image, labels)
+    return write_data_yaml(root, ["train", "val"])
 
 
-def _yolo_labels(labels: list[tuple[int, Box]], imgsz: int) -> str:
+def write_example(root: Path, split: str, name: str, image: np.ndarray, labels: list[tuple[int, Box]]) -> None:
+    """One image and its YOLO label file in the ultralytics layout (images/SPLIT, labels/SPLIT)."""
+    (root / "images" / split).mkdir(parents=True, exist_ok=True)
+    (root / "labels" / split).mkdir(parents=True, exist_ok=True)
+    cv2.imwrite(str(root / "images" / split / f"{name}.png"), image)
+    (root / "labels" / split / f"{name}.txt").write_text(yolo_labels(labels, image.shape[1], image.shape[0]))
+
+
+def write_data_yaml(
+    root: Path, splits: list[str], names: tuple[str, ...] = FER_CLASSES, final_root: Path | None = None
+) -> Path:
+    """The data.yaml of a data set under `root` with the given splits (train, val and maybe test).
+
+    `final_root` is where the folder will live when it is built elsewhere and moved.
+    """
+    data = {"path": str((final_root or root).resolve())} | {split: f"images/{split}" for split in splits}
+    data["names"] = dict(enumerate(names))
+    path = root / "data.yaml"
+    path.write_text(yaml.safe_dump(data, sort_keys=False))
+    return path
+
+
+def yolo_labels(labels: list[tuple[int, Box]], width: int, height: int) -> str:
+    """YOLO label lines (class cx cy w h, normalised) for pixel boxes."""
     lines = []
     for label, (x1, y1, x2, y2) in labels:
-        cx, cy, w, h = (x1 + x2) / 2 / imgsz, (y1 + y2) / 2 / imgsz, (x2 - x1) / imgsz, (y2 - y1) / imgsz
+        cx, cy, w, h = (x1 + x2) / 2 / width, (y1 + y2) / 2 / height, (x2 - x1) / width, (y2 - y1) / height
         lines.append(f"{label} {cx:.6f} {cy:.6f} {w:.6f} {h:.6f}")
     return "\n".join(lines) + ("\n" if lines else "")
 

@@ -65,11 +65,15 @@ def draw_face(expression: str, identity: FaceIdentity, rng: np.random.Generator,
     return np.clip(small, 0, 255).astype(np.uint8)
 
 
-def face_mask(identity: FaceIdentity, size: int = FER_SIZE) -> np.ndarray:
-    """A soft float mask (0..1) of the face ellipse plus a margin, for pasting onto scenes."""
+def face_mask(identity: FaceIdentity | None, size: int = FER_SIZE) -> np.ndarray:
+    """A soft float mask (0..1) of the face ellipse plus a margin, for pasting onto scenes.
+
+    Without an identity (a real FER2013 crop) the ellipse of an average face is used.
+    """
+    width, height = (identity.face_width, identity.face_height) if identity else (19.0, 22.0)
     mask = np.zeros((size, size), np.float32)
     k = size / FER_SIZE
-    axes = (int((identity.face_width + 3) * k), int((identity.face_height + 3) * k))
+    axes = (int((width + 3) * k), int((height + 3) * k))
     cv2.ellipse(mask, (size // 2, int(25 * k)), axes, 0, 0, 360, 1.0, -1)
     return cv2.GaussianBlur(mask, (0, 0), 1.0 * k)
 
