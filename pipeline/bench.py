@@ -127,3 +127,18 @@ def run_live_bench(config: PipelineConfig, video: str | Path, streams: int, seco
     mean_drop = sum(row.drop_rate for row in results) / len(results)
     print(f"  {'all':<10} {total:6.1f} {mean_drop:8.1%}")
     return results
+
+
+def run_backend_bench(
+    config: PipelineConfig, video: str | Path, backends: list[str], max_frames: int | None = None
+) -> list[Throughput]:
+    """The pipeline on each CPU runtime for the same .pt weights, in one run; ratios against PyTorch FP32."""
+    print(f"backends: {video}, {config.model.weights} at imgsz {config.model.imgsz}, batch {config.batching.batch}")
+    results = []
+    for backend in backends:
+        config.model.cpu_backend = backend
+        results.append(_time_pipeline(config, video, max_frames))
+    baseline = next((r.fps for r in results if r.backend == "pt"), results[0].fps)
+    for result in results:
+        print(f"  {result.backend:<9} {result.fps:7.2f} frames/s   {result.fps / baseline:.2f}x PyTorch FP32")
+    return results

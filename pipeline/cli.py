@@ -48,6 +48,7 @@ def build_parser() -> argparse.ArgumentParser:
     _add_process(commands)
     _add_serve(commands)
     _add_subscribe(commands)
+    _add_export(commands)
     _add_train(commands)
     _add_evaluate(commands)
     _add_demo(commands)
@@ -175,6 +176,47 @@ def _run_subscribe(args: argparse.Namespace) -> int:
     return 0
 
 
+def _add_export(commands: argparse._SubParsersAction) -> None:
+    parser = _command(commands, "export", _run_export, "export weights: TensorRT engine, ONNX, OpenVINO, Triton")
+    parser.add_argument("weights", help="trained .pt weights")
+    parser.add_argument("--format", required=True, choices=("engine", "onnx", "openvino", "triton"))
+    parser.add_argument("--half", action="store_true", help="FP16 (engine, ONNX on GPU) or bf16/FP16 (OpenVINO)")
+    parser.add_argument("--int8", action="store_true", help="INT8 quantisation, calibrated with --calib")
+    parser.add_argument("--calib", help="data.yaml (or FER2013 data) whose training images calibrate INT8")
+    parser.add_argument("--batch", type=int, default=8, help="maximum batch (default 8)")
+    parser.add_argument("--dynamic", action=argparse.BooleanOptionalAction, default=True,
+                        help="dynamic batch (and shapes for ONNX/OpenVINO); engines are always dynamic up to --batch")
+    parser.add_argument("--imgsz", type=int, default=640, help="input size (default 640)")
+    parser.add_argument("--workspace", type=float, default=4.0, help="TensorRT builder workspace in GB (default 4)")
+    parser.add_argument("--triton-backend", choices=("auto", "onnx", "tensorrt"), default="auto",
+                        help="model inside the Triton repository (auto: TensorRT where available, else ONNX)")
+    parser.add_argument("--name", default="emotion", help="Triton model name (default emotion)")
+    parser.add_argument("--out", help="output folder (default: next to the weights)")
+
+
+def _run_export(args: argparse.Namespace) -> int:
+    from pathlib import Path
+
+    from exporters.export import ExportRequest, export
+    from exporters.metadata import sidecar_path
+
+    calib = None
+    if args.calib:
+        from training.train import prepare_dataset
+        from training.train_config import load_train_config
+
+        calib = prepare_dataset(load_train_config(overrides=[f"imgsz={args.imgsz}"]), args.calib)
+    request = ExportRequest(
+        weights=Path(args.weights), format=args.format, imgsz=args.imgsz, batch=args.batch, dynamic=args.dynamic,
+        half=args.half, int8=args.int8, calib=calib, out=Path(args.out) if args.out else None,
+        workspace_gb=args.workspace, triton_backend=args.triton_backend, name=args.name,
+    )
+    artifact = export(request, command=" ".join(["emotion-stream", *sys.argv[1:]]))
+    print(f"exported: {artifact}")
+    print(f"sidecar:  {sidecar_path(artifact)}")
+    return 0
+
+
 def _add_train(commands: argparse._SubParsersAction) -> None:
     parser = _command(commands, "train", _run_train, "train an emotion detector on FER2013 (the paper's protocol)")
     parser.add_argument("--data", required=True, help="fer2013.csv, a train/test class-folder tree, or a data.yaml")
@@ -249,14 +291,17 @@ def _add_bench(commands: argparse._SubParsersAction) -> None:
     )
     parser.add_argument("--seconds", type=float, default=30.0, help="live mode: how long to run (default 30)")
     parser.add_argument("--redis", help="live mode: Redis URL (default: a private redis-server)")
+    parser.add_argument("--backends", help="compare CPU runtimes for .pt weights, e.g. pytorch,onnx,openvino")
 
 
 def _run_bench(args: argparse.Namespace) -> int:
-    from pipeline.bench import run_bench, run_live_bench
+    from pipeline.bench import run_backend_bench, run_bench, run_live_bench
 
     config = load_config(args.config, _model_overrides(args) | {"redis.url": args.redis})
     if args.streams:
         run_live_bench(config, args.video, args.streams, args.seconds)
+    elif args.backends:
+        run_backend_bench(config, args.video, args.backends.split(","), max_frames=args.frames)
     else:
         run_bench(config, args.video, max_frames=args.frames)
     return 0

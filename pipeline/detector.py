@@ -7,6 +7,7 @@ every kept face's whole class-score vector, not only its argmax.
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import logging
 from dataclasses import dataclass
@@ -19,6 +20,7 @@ from ultralytics.nn.autobackend import AutoBackend
 from ultralytics.utils import ops
 from ultralytics.utils.nms import non_max_suppression
 
+from exporters.metadata import read_sidecar
 from pipeline.errors import ModelError
 from pipeline.types import Face
 
@@ -52,6 +54,10 @@ class EmotionDetector:
         self.settings = settings or DetectorSettings()
         self.device = _torch_device(device)
         self.backend = _load_backend(self.weights, self.device)
+        self.export_metadata = read_sidecar(self.weights)
+        if self.export_metadata and self.format == "openvino" and self.export_metadata.precision == "fp32":
+            _openvino_fp32(self.backend, self.weights)
+        self.max_batch = self.export_metadata.max_batch if self.export_metadata else None
         self.names: list[str] = [self.backend.names[i] for i in sorted(self.backend.names)]
         self.model_id = model_id or model_id_for(self.weights)
         self.stride = int(max(self.backend.stride, 32) if isinstance(self.backend.stride, int) else 32)
@@ -63,7 +69,13 @@ class EmotionDetector:
         return str(self.backend.format)
 
     def detect(self, images: list[np.ndarray]) -> list[list[Face]]:
-        """Faces per image, boxes in each image's own pixels; images are uint8 BGR."""
+        """Faces per image, boxes in each image's own pixels; images are uint8 BGR.
+
+        Batches larger than an export's maximum (its sidecar says) run in chunks.
+        """
+        if self.max_batch and len(images) > self.max_batch:
+            return [faces for start in range(0, len(images), self.max_batch)
+                    for faces in self.detect(images[start : start + self.max_batch])]
         if not images:
             return []
         batch = self._preprocess(images)
@@ -133,6 +145,21 @@ def _torch_device(device: str) -> torch.device:
         return torch.device(device)
     except RuntimeError:
         raise ModelError(f"unknown device {device!r}: use cpu or cuda:N") from None
+
+
+def _openvino_fp32(backend: AutoBackend, weights: Path) -> None:
+    """Recompile an OpenVINO model with FP32 inference (the CPU plugin otherwise picks bf16 where it can).
+
+    AutoBackend has no precision option, so this replaces its compiled model in place.
+    """
+    import openvino as ov
+
+    core = ov.Core()
+    xml = weights if weights.is_file() else next(weights.glob("*.xml"))
+    config = {"PERFORMANCE_HINT": "LATENCY", "INFERENCE_PRECISION_HINT": ov.Type.f32}
+    openvino_backend = backend.backend
+    openvino_backend.compile_model = functools.partial(core.compile_model, device_name="CPU", config=config)
+    openvino_backend.ov_compiled_model = openvino_backend.compile_model(core.read_model(str(xml)))
 
 
 def _load_backend(weights: Path, device: torch.device) -> AutoBackend:

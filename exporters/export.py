@@ -1,0 +1,136 @@
+"""`emotion-stream export`: trained weights to deployable artifacts, on ultralytics' exporter.
+
+Every artifact gets a sidecar (see `metadata`). Engines always get `dynamic=True` with
+`batch=N`: without `batch` ultralytics builds a dynamic engine whose maximum batch is 1
+(ultralytics issues #9177, #17541).
+"""
+
+from __future__ import annotations
+
+import logging
+import shutil
+from dataclasses import dataclass
+from pathlib import Path
+
+from exporters.cache import file_digest
+from exporters.engine import require_tensorrt
+from exporters.metadata import ExportMetadata, write_sidecar
+from exporters.triton import build_repository
+from pipeline.errors import ConfigError, ModelError
+
+log = logging.getLogger(__name__)
+
+FORMATS = ("onnx", "openvino", "engine", "triton")
+
+
+@dataclass(frozen=True)
+class ExportRequest:
+    """One export, as the command line describes it."""
+
+    weights: Path
+    format: str
+    imgsz: int = 640
+    batch: int = 8
+    dynamic: bool = True
+    half: bool = False
+    int8: bool = False
+    calib: Path | None = None
+    """data.yaml whose training images calibrate INT8."""
+    out: Path | None = None
+    workspace_gb: float = 4.0
+    triton_backend: str = "auto"
+    name: str = "emotion"
+
+
+def export(request: ExportRequest, command: str = "") -> Path:
+    """Run the export and write the sidecar; returns the artifact (file, folder or Triton repository)."""
+    _validate(request)
+    out = (request.out or request.weights.parent).resolve()
+    out.mkdir(parents=True, exist_ok=True)
+    weights = request.weights.resolve()
+    if weights.parent != out:
+        shutil.copy2(weights, out / weights.name)
+        weights = out / weights.name
+    names = _class_names(weights)
+    if request.format == "triton":
+        artifact = _triton(request, weights, out, names)
+    else:
+        artifact = _ultralytics_export(request, weights, request.format)
+    write_sidecar(artifact, ExportMetadata(
+        format=request.format, class_names=names, imgsz=request.imgsz,
+        max_batch=request.batch, dynamic=request.dynamic or request.format in ("engine", "triton"),
+        precision=_precision(request), source_weights=str(request.weights),
+        source_sha256=file_digest(request.weights), command=command,
+    ))
+    if weights != request.weights.resolve():
+        weights.unlink()
+    return artifact
+
+
+def _validate(request: ExportRequest) -> None:
+    if request.format not in FORMATS:
+        raise ConfigError(f"unknown format {request.format!r}: use one of {', '.join(FORMATS)}")
+    if not request.weights.is_file() or request.weights.suffix != ".pt":
+        raise ModelError(f"export needs trained .pt weights; not found or not .pt: {request.weights}")
+    if request.int8 and request.calib is None:
+        raise ConfigError("--int8 needs --calib DATA: a data.yaml whose training images calibrate the quantisation")
+    if request.int8 and request.half:
+        raise ConfigError("choose --half or --int8, not both")
+    if request.batch < 1:
+        raise ConfigError("--batch must be at least 1")
+    if request.format == "onnx" and request.half:
+        import torch
+
+        if not torch.cuda.is_available():
+            raise ModelError("FP16 ONNX export needs a CUDA GPU; on the CPU use --format openvino --half")
+    if request.format in ("engine",) or (request.format == "triton" and request.triton_backend == "tensorrt"):
+        require_tensorrt()
+
+
+def _ultralytics_export(request: ExportRequest, weights: Path, fmt: str) -> Path:
+    from ultralytics import YOLO
+
+    args = {"format": fmt, "imgsz": request.imgsz, "batch": request.batch, "dynamic": request.dynamic, "verbose": False}
+    if fmt in ("onnx", "engine"):
+        args["simplify"] = True
+    if fmt == "engine":
+        args |= {"dynamic": True, "workspace": request.workspace_gb, "device": 0}
+    if request.half:
+        args["quantize"] = 16
+    if request.int8:
+        args |= {"quantize": 8, "data": str(request.calib)}
+    try:
+        return Path(YOLO(str(weights), task="detect").export(**args))
+    except Exception as exc:  # the exporter raises many types
+        reason = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+        raise ModelError(f"{fmt} export of {weights.name} failed: {reason}") from None
+
+
+def _triton(request: ExportRequest, weights: Path, out: Path, names: list[str]) -> Path:
+    backend = request.triton_backend
+    if backend == "auto":
+        try:
+            require_tensorrt()
+            backend = "tensorrt"
+        except ModelError:
+            backend = "onnx"
+    model_file = _ultralytics_export(request, weights, "engine" if backend == "tensorrt" else "onnx")
+    repo = out / "triton"
+    config, input_name, output_name = build_repository(model_file, repo, request.name, request.batch, len(names),
+                                                        request.imgsz)
+    log.info("Triton repository %s (%s backend; input %s, output %s)", repo, backend, input_name, output_name)
+    return repo / request.name
+
+
+def _class_names(weights: Path) -> list[str]:
+    from pipeline.detector import EmotionDetector
+
+    return EmotionDetector(weights, "cpu").names
+
+
+def _precision(request: ExportRequest) -> str:
+    if request.int8:
+        return "int8"
+    if request.half:
+        return "bf16" if request.format == "openvino" else "fp16"
+    return "fp32"
