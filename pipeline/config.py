@@ -115,6 +115,37 @@ class SourceSpec:
 
 
 @dataclass
+class TrackerSettings:
+    """Face tracking with ultralytics' ByteTrack (its bytetrack.yaml defaults)."""
+
+    enabled: bool = True
+    track_high_thresh: float = 0.25
+    track_low_thresh: float = 0.1
+    new_track_thresh: float = 0.25
+    track_buffer: int = 30
+    """Frames a lost track is kept, so ids survive short occlusions and missed detections."""
+    match_thresh: float = 0.8
+    fuse_score: bool = True
+
+
+@dataclass
+class EventSettings:
+    """Thresholds of the temporal model that turns tracked faces into events."""
+
+    smoothing: float = 0.4
+    """Weight of the newest frame in the smoothed class probabilities (1 = no smoothing)."""
+    baseline_ms: float = 1000.0
+    """A new track's baseline emotion settles over this long; no change or micro event before."""
+    change_margin: float = 0.15
+    change_min_ms: float = 300.0
+    micro_min_ms: float = 40.0
+    micro_max_ms: float = 500.0
+    micro_min_frames: int = 2
+    micro_min_score: float = 0.5
+    exit_after_s: float = 1.0
+
+
+@dataclass
 class PipelineConfig:
     """The whole pipeline configuration."""
 
@@ -125,6 +156,8 @@ class PipelineConfig:
     output: OutputConfig = field(default_factory=OutputConfig)
     live: LiveConfig = field(default_factory=LiveConfig)
     metrics: MetricsConfig = field(default_factory=MetricsConfig)
+    tracking: TrackerSettings = field(default_factory=TrackerSettings)
+    events: EventSettings = field(default_factory=EventSettings)
     sources: list[SourceSpec] = field(default_factory=list)
 
 
@@ -144,7 +177,9 @@ POSITIVE = {
     "sources.stride",
     "metrics.port",
 }
-UNIT_INTERVAL = {"model.conf", "model.iou"}
+UNIT_INTERVAL = {"model.conf", "model.iou", "events.smoothing", "events.change_margin", "events.micro_min_score",
+                 "tracking.track_high_thresh", "tracking.track_low_thresh", "tracking.new_track_thresh",
+                 "tracking.match_thresh"}
 SOURCE_ID = re.compile(r"^[A-Za-z0-9._-]{1,64}$")
 
 

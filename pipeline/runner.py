@@ -11,11 +11,13 @@ from pathlib import Path
 from tqdm import tqdm
 
 from exporters.cache import cached_cpu_export
+from pipeline.analytics import SourceAnalytics
 from pipeline.config import PipelineConfig
 from pipeline.contract import RedisKeys
 from pipeline.decode import DecoderWorker
 from pipeline.detector import DetectorSettings, EmotionDetector
 from pipeline.errors import ModelError, SinkError
+from pipeline.events import FaceEvent
 from pipeline.sinks.files import FileSink
 from pipeline.shutdown import StopSignals
 from pipeline.sinks.redis_sink import RedisSink, connect
@@ -87,6 +89,8 @@ def process_video(
     files = FileSink(output_dir, detector.names, detector.model_id)
     report = RunReport(source.source_id, output_dir, TimelineSummary(), detector.model_id, detector.format)
     redis_sink = _open_redis(config, source, detector, report)
+    analytics = SourceAnalytics(source.source_id, detector.names, config.tracking, config.events,
+                                source.stride / (source.info.fps or 30.0))
     started = time.perf_counter()
     bar = tqdm(
         total=source.expected_frames,
@@ -101,23 +105,32 @@ def process_video(
                 if stop.requested.is_set():
                     report.interrupted = True
                     break
-                results = _detect(detector, frames)
-                files.write(results)
-                if redis_sink is not None:
-                    redis_sink.write(results)
-                report.summary.add(results)
+                results, events = analytics.process(_detect(detector, frames))
+                _write(files, redis_sink, results, events)
+                report.summary.add(results, events)
                 bar.update(len(results))
                 bar.set_postfix(faces=report.summary.faces, refresh=False)
     except KeyboardInterrupt:
         report.interrupted = True
     finally:
         bar.close()
+        final_events = analytics.finish(time.time())
+        _write(files, redis_sink, [], final_events)
+        report.summary.add([], final_events)
         files.close()
         report.seconds = time.perf_counter() - started
         report.source_problem = source.stopped_early
         _close_redis(redis_sink, report, config.redis.timeout_s * 2)
         (output_dir / "summary.json").write_text(json.dumps(_summary_json(report), indent=2))
     return report
+
+
+def _write(files: FileSink, redis_sink: RedisSink | None, results: list[FrameResult], events: list[FaceEvent]) -> None:
+    files.write(results)
+    files.write_events(events)
+    if redis_sink is not None:
+        redis_sink.write(results)
+        redis_sink.events(events)
 
 
 def _detect(detector: EmotionDetector, frames: list[Frame]) -> list[FrameResult]:

@@ -14,10 +14,12 @@ from collections import defaultdict
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from pipeline.analytics import SourceAnalytics
 from pipeline.config import PipelineConfig
 from pipeline.contract import RedisKeys
 from pipeline.detector import EmotionDetector
 from pipeline.errors import ConfigError
+from pipeline.events import FaceEvent
 from pipeline.metrics import PipelineMetrics
 from pipeline.runner import load_detector
 from pipeline.shutdown import StopSignals
@@ -67,24 +69,30 @@ def serve(
         source_id: FileSink(Path(config.output.dir) / source_id, detector.names, detector.model_id)
         for source_id in ids
     } if config.output.files else {}
+    analytics = {
+        spec.id: SourceAnalytics(spec.id, detector.names, config.tracking, config.events, spec.stride / 30.0)
+        for spec in config.sources
+    }
     report = ServeReport(metrics=metrics)
     started = time.monotonic()
     supervisor.start()
     try:
         with StopSignals() as stop:
             while not stop.requested.is_set():
-                _report_states(supervisor, redis_sinks, metrics)
+                _report_states(supervisor, redis_sinks, metrics, analytics)
                 if supervisor.finished or (max_seconds and time.monotonic() - started > max_seconds):
                     break
                 batch = supervisor.next_batch(config.batching.batch, config.batching.max_wait_ms / 1000)
                 if batch:
-                    _process_batch(detector, supervisor, batch, redis_sinks, file_sinks, metrics)
+                    _process_batch(detector, supervisor, batch, analytics, redis_sinks, file_sinks, metrics)
                 supervisor.watch()
                 _update_counters(supervisor, redis_sinks, metrics)
                 metrics.maybe_log()
     finally:
         supervisor.stop()
-        _report_states(supervisor, redis_sinks, metrics)
+        for source_id, source_analytics in analytics.items():
+            _write(source_id, [], source_analytics.finish(time.time()), redis_sinks, file_sinks)
+        _report_states(supervisor, redis_sinks, metrics, analytics)
         _update_counters(supervisor, redis_sinks, metrics)
         for handle in supervisor.handles.values():
             report.frames[handle.spec.id] = metrics.sources[handle.spec.id].frames
@@ -119,6 +127,7 @@ def _process_batch(
     detector: EmotionDetector,
     supervisor: DecoderSupervisor,
     batch: list[tuple[SourceHandle, SlotFrame]],
+    analytics: dict[str, SourceAnalytics],
     redis_sinks: dict[str, RedisSink],
     file_sinks: dict[str, FileSink],
     metrics: PipelineMetrics,
@@ -132,11 +141,19 @@ def _process_batch(
     for (handle, slot_frame), faces in zip(batch, found):
         by_source[handle.spec.id].append(_result(slot_frame, faces))
     for source_id, results in by_source.items():
-        if source_id in file_sinks:
-            file_sinks[source_id].write(results)
-        if source_id in redis_sinks:
-            redis_sinks[source_id].write(results)
+        tracked, events = analytics[source_id].process(results)
+        _write(source_id, tracked, events, redis_sinks, file_sinks)
         metrics.processed(source_id, len(results))
+
+
+def _write(source_id: str, results: list[FrameResult], events: list[FaceEvent], redis_sinks: dict[str, RedisSink],
+           file_sinks: dict[str, FileSink]) -> None:
+    if source_id in file_sinks:
+        file_sinks[source_id].write(results)
+        file_sinks[source_id].write_events(events)
+    if source_id in redis_sinks:
+        redis_sinks[source_id].write(results)
+        redis_sinks[source_id].events(events)
 
 
 def _result(slot_frame: SlotFrame, faces: list[Face]) -> FrameResult:
@@ -149,9 +166,18 @@ def _result(slot_frame: SlotFrame, faces: list[Face]) -> FrameResult:
     return FrameResult(frame.source_id, frame.index, frame.pts, frame.wall_time, width, height, faces)
 
 
-def _report_states(supervisor: DecoderSupervisor, redis_sinks: dict[str, RedisSink], metrics: PipelineMetrics) -> None:
+def _report_states(
+    supervisor: DecoderSupervisor,
+    redis_sinks: dict[str, RedisSink],
+    metrics: PipelineMetrics,
+    analytics: dict[str, SourceAnalytics],
+) -> None:
     for change in supervisor.statuses():
         metrics.state(change.source_id, change.state)
+        fps = change.info.get("fps")
+        if fps:
+            handle = supervisor.handles[change.source_id]
+            analytics[change.source_id].events.frame_interval_s = handle.spec.stride / fps
         if change.source_id in redis_sinks:
             redis_sinks[change.source_id].status(change.state, change.reason)
 

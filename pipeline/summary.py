@@ -5,6 +5,7 @@ from __future__ import annotations
 from collections import Counter
 from dataclasses import dataclass, field
 
+from pipeline.events import FaceEvent
 from pipeline.types import FrameResult
 
 
@@ -16,10 +17,12 @@ class TimelineSummary:
     frames_with_faces: int = 0
     faces: int = 0
     emotions: Counter = field(default_factory=Counter)
+    events: Counter = field(default_factory=Counter)
     last_pts: float = 0.0
 
-    def add(self, results: list[FrameResult]) -> None:
-        """Count one batch."""
+    def add(self, results: list[FrameResult], events: list[FaceEvent] | None = None) -> None:
+        """Count one batch and its events."""
+        self.events.update(event.type for event in events or [])
         for result in results:
             self.frames += 1
             self.faces += len(result.faces)
@@ -40,6 +43,7 @@ class TimelineSummary:
             "faces": self.faces,
             "duration_s": round(self.last_pts, 3),
             "emotion_share": {name: round(share, 4) for name, share in self.shares().items()},
+            "events": dict(self.events),
         }
 
     def format(self) -> str:
@@ -50,4 +54,6 @@ class TimelineSummary:
         ]
         for name, share in self.shares().items():
             lines.append(f"  {name:<9} {share * 100:5.1f}%  {'#' * round(share * 40)}")
+        if self.events:
+            lines.append("events: " + ", ".join(f"{kind} {count}" for kind, count in sorted(self.events.items())))
         return "\n".join(lines)

@@ -59,6 +59,46 @@ def default_script(duration_s: float = 10.0, step_s: float = 1.0) -> list[Script
     ]
 
 
+FLASH_MAX_S = 0.5
+
+
+def micro_expression_script(duration_s: float = 12.0, fps: int = 30) -> list[ScriptedFace]:
+    """Two people with steady stretches, scripted changes, and planted 2-4 frame flashes."""
+    frame = 1.0 / fps
+    first = ((0.0, "neutral"), (2.0, "surprise"), (2.0 + 3 * frame, "neutral"), (4.0, "happy"),
+             (6.0, "angry"), (6.0 + 2 * frame, "happy"), (8.0, "surprise"), (10.0, "happy"),
+             (10.0 + 4 * frame, "surprise"))
+    second = ((0.0, "surprise"), (3.0, "happy"), (3.0 + 3 * frame, "surprise"), (5.0, "neutral"),
+              (7.0, "surprise"), (7.0 + 3 * frame, "neutral"), (9.0, "happy"))
+    return [
+        ScriptedFace(seed=11, start=(0.06, 0.15), end=(0.20, 0.25), size=0.42, segments=first),
+        ScriptedFace(seed=23, start=(0.76, 0.40), end=(0.62, 0.20), size=0.36, segments=second),
+    ]
+
+
+def scripted_flashes(script: list[ScriptedFace], duration_s: float) -> list[tuple[int, float, float, str]]:
+    """(track, onset, end, expression) of every segment shorter than FLASH_MAX_S that returns."""
+    flashes = []
+    for track, face in enumerate(script):
+        bounds = [start for start, _ in face.segments] + [duration_s]
+        for (start, expression), end, previous in zip(face.segments, bounds[1:], face.segments):
+            if end - start < FLASH_MAX_S and start > 0:
+                flashes.append((track, start, end, expression))
+    return flashes
+
+
+def scripted_changes(script: list[ScriptedFace], duration_s: float) -> list[tuple[int, float, str, str]]:
+    """(track, time, from, to) of the lasting expression changes (flashes excluded)."""
+    changes = []
+    flash_starts = {(t, start) for t, start, _end, _e in scripted_flashes(script, duration_s)}
+    for track, face in enumerate(script):
+        lasting = [(start, e) for start, e in face.segments if (track, start) not in flash_starts]
+        for (_start, before), (start, after) in zip(lasting, lasting[1:]):
+            if before != after:
+                changes.append((track, start, before, after))
+    return changes
+
+
 def render_scripted_video(
     path: str | Path,
     script: list[ScriptedFace],

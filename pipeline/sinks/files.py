@@ -8,6 +8,7 @@ from pathlib import Path
 
 from pipeline.contract import frame_fields
 from pipeline.errors import SinkError
+from pipeline.events import FaceEvent
 from pipeline.types import FrameResult
 
 
@@ -27,6 +28,7 @@ class FileSink:
             self._csv_file = open(self.folder / "timeline.csv", "w", encoding="utf-8", newline="")
         except OSError as exc:
             raise SinkError(f"cannot write outputs to {self.folder}: {exc.strerror}") from None
+        (self.folder / "events.jsonl").unlink(missing_ok=True)
         self._csv = csv.writer(self._csv_file)
         self._csv.writerow(
             ["source", "frame", "pts", "ts", "face", "id", "x1", "y1", "x2", "y2", "emotion", "score"]
@@ -65,6 +67,13 @@ class FileSink:
                 )
         self._jsonl.flush()
         self._csv_file.flush()
+
+    def write_events(self, events: list[FaceEvent]) -> None:
+        """Append events to events.jsonl (created on the first event)."""
+        if not events:
+            return
+        with open(self.folder / "events.jsonl", "a", encoding="utf-8") as handle:
+            handle.writelines(json.dumps(event.to_json(), separators=(",", ":")) + "\n" for event in events)
 
     def close(self) -> None:
         """Close both files."""

@@ -14,6 +14,7 @@ import redis
 
 from pipeline.contract import SCHEMA_VERSION, RedisKeys, StreamIdAllocator, frame_fields
 from pipeline.errors import SinkError
+from pipeline.events import FaceEvent
 from pipeline.sinks.redis_writer import Command, RedisWriter
 from pipeline.types import FrameResult
 from pipeline.uris import mask_uri
@@ -81,22 +82,27 @@ class RedisSink:
         """Record a state change: the status hash, a source_status event, and its pub/sub message."""
         self.state = state
         now = time.time()
-        event = {
-            "v": SCHEMA_VERSION,
-            "type": "source_status",
-            "ts": str(int(now * 1000)),
-            "pts": f"{self._last.pts:.3f}" if self._last else "",
-            "state": state,
-            "reason": mask_uri(reason),
-        }
-        entry_id = self._event_ids.next(int(now * 1000))
-        self.writer.submit(
-            [
-                ["hset", self.keys.sources, self.source_id, json.dumps(self._status(reason))],
-                ["xadd", self.keys.events(self.source_id), entry_id, event, self.maxlen, None],
-                ["publish", self.keys.channel, json.dumps(event | {"source": self.source_id})],
-            ]
-        )
+        pts = self._last.pts if self._last else 0.0
+        commands = [["hset", self.keys.sources, self.source_id, json.dumps(self._status(reason))]]
+        commands += self._event_commands("source_status", pts, now, {"state": state, "reason": mask_uri(reason)})
+        self.writer.submit(commands)
+
+    def events(self, events: list[FaceEvent]) -> None:
+        """Queue face events: each to the events stream and the pub/sub channel."""
+        commands: list[Command] = []
+        for event in events:
+            commands += self._event_commands(event.type, event.pts, event.wall_time, event.fields)
+        self.writer.submit(commands)
+
+    def _event_commands(self, kind: str, pts: float, wall_time: float, fields: dict) -> list[Command]:
+        """XADD (id from pts for files, wall time for live sources, so re-runs add nothing) and PUBLISH."""
+        entry_id = self._event_ids.next(int(round((wall_time if self.live else pts) * 1000)))
+        entry = {"v": SCHEMA_VERSION, "type": kind, "ts": str(int(wall_time * 1000)), "pts": f"{pts:.3f}"}
+        entry |= {key: value if isinstance(value, str) else json.dumps(value) for key, value in fields.items()}
+        message = {"v": SCHEMA_VERSION, "type": kind, "source": self.source_id, "ts": int(wall_time * 1000),
+                   "pts": round(pts, 3), **fields}
+        return [["xadd", self.keys.events(self.source_id), entry_id, entry, self.maxlen, None],
+                ["publish", self.keys.channel, json.dumps(message)]]
 
     def _status(self, reason: str = "") -> dict:
         elapsed = max(time.time() - self._started, 1e-6)
