@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import time
 from collections.abc import Iterator
 from dataclasses import dataclass
 
@@ -95,3 +96,105 @@ def _source_state(client: redis.Redis, keys: RedisKeys, source_id: str) -> str |
 
 def _text(value: bytes | str) -> str:
     return value.decode() if isinstance(value, bytes) else value
+
+
+def event_streams(client: redis.Redis, keys: RedisKeys, source_id: str | None) -> list[str]:
+    """The events streams to read: one source's, or every source's (--all)."""
+    if source_id:
+        return [keys.events(source_id)]
+    return sorted(_text(key) for key in client.scan_iter(match=keys.events("*"), count=1000))
+
+
+def parse_event(fields: dict, stream: str | None = None) -> dict:
+    """An events-stream entry as JSON: numbers and lists decoded, the source named."""
+    event: dict = {}
+    for key, value in ((_text(k), _text(v)) for k, v in fields.items()):
+        try:
+            event[key] = value if key in ("v", "type", "state", "reason") else json.loads(value)
+        except json.JSONDecodeError:
+            event[key] = value
+    if stream is not None:
+        event.setdefault("source", stream.rsplit(":", 1)[-1])
+    return event
+
+
+def follow_events_pubsub(client: redis.Redis, keys: RedisKeys, timeout_s: float | None = None) -> Iterator[dict]:
+    """Events as they are published (live only; nothing is replayed)."""
+    pubsub = client.pubsub(ignore_subscribe_messages=True)
+    pubsub.subscribe(keys.channel)
+    deadline = None if timeout_s is None else time.monotonic() + timeout_s
+    try:
+        while deadline is None or time.monotonic() < deadline:
+            message = pubsub.get_message(timeout=0.5)
+            if message and message["type"] == "message":
+                yield json.loads(message["data"])
+    finally:
+        pubsub.close()
+
+
+def replay_events(
+    client: redis.Redis, keys: RedisKeys, source_id: str | None, stop_when_ended: bool = False, block_ms: int = 1000
+) -> Iterator[dict]:
+    """Events from the start of the stream(s), then new ones as they come."""
+    last = {stream: "0-0" for stream in event_streams(client, keys, source_id)}
+    while True:
+        replies = client.xread(last, count=500, block=block_ms) if last else []
+        for stream, entries in replies:
+            for entry_id, fields in entries:
+                last[_text(stream)] = _text(entry_id)
+                yield parse_event(fields, _text(stream))
+        if not replies:
+            if stop_when_ended and _all_ended(client, keys, last):
+                return
+            if not source_id:
+                last |= {s: "0-0" for s in event_streams(client, keys, None) if s not in last}
+
+
+def consume_events(
+    client: redis.Redis,
+    keys: RedisKeys,
+    source_id: str | None,
+    group: str,
+    consumer: str,
+    claim_idle_ms: int = 30_000,
+    stop_when_ended: bool = False,
+    block_ms: int = 1000,
+) -> Iterator[dict]:
+    """At-least-once delivery through a consumer group: each event is acknowledged only after
+    the caller has handled it (asked for the next one).
+
+    First this consumer's own unacknowledged events, then those other consumers left
+    unacknowledged for `claim_idle_ms` (a consumer that died), then new ones.
+    """
+    streams = event_streams(client, keys, source_id)
+    for stream in streams:
+        try:
+            client.xgroup_create(stream, group, id="0", mkstream=True)
+        except redis.ResponseError as exc:
+            if "BUSYGROUP" not in str(exc):
+                raise
+    for stream in streams:
+        for entry_id, fields in client.xreadgroup(group, consumer, {stream: "0"}, count=10_000)[0][1]:
+            yield parse_event(fields, stream)
+            client.xack(stream, group, entry_id)
+        start = "0-0"
+        while True:
+            start, claimed, *_ = client.xautoclaim(stream, group, consumer, claim_idle_ms, start, count=500)
+            for entry_id, fields in claimed:
+                yield parse_event(fields, stream)
+                client.xack(stream, group, entry_id)
+            if _text(start) == "0-0":
+                break
+    while True:
+        replies = client.xreadgroup(group, consumer, {stream: ">" for stream in streams}, count=100, block=block_ms)
+        for stream, entries in replies:
+            for entry_id, fields in entries:
+                yield parse_event(fields, _text(stream))
+                client.xack(_text(stream), group, entry_id)
+        if not replies and stop_when_ended and _all_ended(client, keys, {s: None for s in streams}):
+            return
+
+
+def _all_ended(client: redis.Redis, keys: RedisKeys, streams: dict) -> bool:
+    sources = [stream.rsplit(":", 1)[-1] for stream in streams]
+    return bool(sources) and all(_source_state(client, keys, source) in ENDED_STATES for source in sources)

@@ -52,3 +52,14 @@ def camera_video(tmp_path_factory: pytest.TempPathFactory) -> Path:
     path = tmp_path_factory.mktemp("camera") / "camera.mp4"
     render_scripted_video(path, default_script(40.0), duration_s=40.0, fps=15, size=(480, 270))
     return path
+
+
+@pytest.fixture(scope="session")
+def micro_video(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, list]:
+    """12 s at 30 fps: two moving faces, scripted changes and planted 2-4 frame flashes."""
+    from training.synthetic_video import micro_expression_script
+
+    path = tmp_path_factory.mktemp("micro") / "interview.mp4"
+    script = micro_expression_script()
+    truth = render_scripted_video(path, script, duration_s=12.0, fps=30)
+    return path, truth
