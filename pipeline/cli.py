@@ -49,6 +49,7 @@ def build_parser() -> argparse.ArgumentParser:
     _add_process(commands)
     _add_serve(commands)
     _add_subscribe(commands)
+    _add_report(commands)
     _add_export(commands)
     _add_train(commands)
     _add_evaluate(commands)
@@ -91,6 +92,8 @@ def _add_process(commands: argparse._SubParsersAction) -> None:
     parser.add_argument("--out", help="output folder (default runs/process)")
     parser.add_argument("--stride", type=int, help="process every Nth frame (default 1)")
     parser.add_argument("--quiet", action="store_true", help="no progress bar")
+    parser.add_argument("--report", action="store_true", help="write the interview report (plots per person)")
+    parser.add_argument("--annotate", action="store_true", help="with --report: also an annotated MP4")
 
 
 def _run_process(args: argparse.Namespace) -> int:
@@ -105,7 +108,12 @@ def _run_process(args: argparse.Namespace) -> int:
     report = process_video(config, args.video, args.source_id, show_progress=not args.quiet)
     print(f"{report.source_id}: {report.fps:.1f} frames/s on {report.backend} ({report.model_id})")
     print(report.summary.format())
-    print(f"timeline: {report.output_dir}/timeline.jsonl, timeline.csv")
+    print(f"timeline: {report.output_dir}/timeline.jsonl, timeline.csv, events.jsonl")
+    if args.report:
+        from pipeline.report import write_report
+
+        written = write_report(report.output_dir, annotate=args.annotate, video=args.video)
+        print(f"report: {report.output_dir / 'report.md'} ({len(written)} files)")
     if config.redis.url and not report.redis_problem:
         keys = RedisKeys(config.redis.prefix)
         print(
@@ -300,6 +308,21 @@ def _run_evaluate(args: argparse.Namespace) -> int:
     print(f"{report.split}: P {overall['P']:.3f}  R {overall['R']:.3f}  mAP50 {overall['mAP50']:.3f}  "
           f"mAP50-95 {overall['mAP50-95']:.3f}  classifier accuracy {report.classifier['accuracy']:.3f}")
     print(f"report: {Path(args.out) / 'report.md'} (and report.json, {len(report.figures)} figures)")
+    return 0
+
+
+def _add_report(commands: argparse._SubParsersAction) -> None:
+    parser = _command(commands, "report", _run_report, "interview report of a finished process run")
+    parser.add_argument("out_dir", help="the run's folder (e.g. runs/process/interview-01)")
+    parser.add_argument("--annotate", action="store_true", help="also write annotated.mp4")
+    parser.add_argument("--video", help="source video for --annotate (default: the one the run recorded)")
+
+
+def _run_report(args: argparse.Namespace) -> int:
+    from pipeline.report import write_report
+
+    for path in write_report(args.out_dir, annotate=args.annotate, video=args.video):
+        print(path)
     return 0
 
 

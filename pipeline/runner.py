@@ -35,6 +35,7 @@ class RunReport:
     """What a finished run produced and what went wrong along the way."""
 
     source_id: str
+    video: Path
     output_dir: Path
     summary: TimelineSummary
     model_id: str
@@ -87,7 +88,7 @@ def process_video(
     detector = detector or load_detector(config)
     output_dir = Path(config.output.dir) / source.source_id
     files = FileSink(output_dir, detector.names, detector.model_id)
-    report = RunReport(source.source_id, output_dir, TimelineSummary(), detector.model_id, detector.format)
+    report = RunReport(source.source_id, source.path, output_dir, TimelineSummary(), detector.model_id, detector.format)
     redis_sink = _open_redis(config, source, detector, report)
     analytics = SourceAnalytics(source.source_id, detector.names, config.tracking, config.events,
                                 source.stride / (source.info.fps or 30.0))
@@ -186,6 +187,7 @@ def _close_redis(sink: RedisSink | None, report: RunReport, timeout_s: float) ->
 def _summary_json(report: RunReport) -> dict:
     return {
         "source": report.source_id,
+        "video": str(Path(report.video).resolve()),
         "model": report.model_id,
         "backend": report.backend,
         "seconds": round(report.seconds, 3),

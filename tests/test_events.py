@@ -164,3 +164,26 @@ def test_events_reach_redis_and_a_consumer_group_survives_a_dead_consumer(
     assert len(delivered) == total, "every event, the two the dead consumer held included"
     assert client.xpending(stream, "analysts")["pending"] == 0
     assert {d["type"] for d in delivered} >= {"face_enter", "emotion_change", "micro_expression", "face_exit"}
+
+
+def test_interview_report_with_plots_and_annotated_video(processed: Path, micro_video: tuple, capsys) -> None:
+    import av
+
+    from pipeline.cli import main
+
+    assert main(["report", str(processed), "--annotate"]) == 0
+    plots = sorted(processed.glob("person_*.png"))
+    assert len(plots) == 2 and all(p.stat().st_size > 10_000 for p in plots)
+    people = json.loads((processed / "report.json").read_text())
+    assert len(people) == 2 and sum(len(p["micro_expressions"]) for p in people) >= 4
+    assert all(abs(sum(p["emotion_share"].values()) - 1) < 0.01 for p in people)
+    assert "micro-expression" in (processed / "report.md").read_text()
+    with av.open(str(processed / "annotated.mp4")) as container:
+        assert sum(1 for _ in container.decode(video=0)) == len(micro_video[1])
+
+
+def test_report_of_a_folder_that_is_not_a_run(tmp_path: Path, capsys) -> None:
+    from pipeline.cli import main
+
+    assert main(["report", str(tmp_path)]) == 3
+    assert "no timeline.jsonl" in capsys.readouterr().err

@@ -38,7 +38,8 @@ def _timeline(out: Path, source: str) -> list[dict]:
 
 def _events(url: str, source: str) -> list[str]:
     client = redis.Redis.from_url(url, decode_responses=True)
-    return [fields["state"] for _id, fields in client.xrange(f"emotion:events:{source}")]
+    entries = client.xrange(f"emotion:events:{source}")
+    return [fields["state"] for _id, fields in entries if fields["type"] == "source_status"]
 
 
 def _after(seconds: float, action) -> threading.Timer:

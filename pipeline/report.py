@@ -1,0 +1,187 @@
+"""Interview report of a finished run: per person, emotions over time and a summary.
+
+Reads a run folder (timeline.jsonl, events.jsonl, summary.json) and writes, per tracked
+person, `person_<id>.png` (class probabilities over time, the per-frame emotion as a
+colour strip, emotion changes and micro-expressions marked), `report.md` / `report.json`
+(share of time per emotion, changes, micro-expressions), and optionally `annotated.mp4`.
+"""
+
+from __future__ import annotations
+
+import json
+from collections import Counter, defaultdict
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+
+from pipeline.errors import SourceError
+
+EMOTION_COLOURS = {
+    "angry": "#d62728", "disgust": "#8c564b", "fear": "#9467bd", "happy": "#f2b701",
+    "sad": "#1f77b4", "surprise": "#ff7f0e", "neutral": "#7f7f7f",
+}
+
+
+@dataclass
+class PersonSummary:
+    """What one tracked person showed."""
+
+    track_id: int
+    first_pts: float
+    last_pts: float
+    frames: int
+    emotion_share: dict[str, float]
+    changes: list[dict] = field(default_factory=list)
+    micro_expressions: list[dict] = field(default_factory=list)
+
+
+def write_report(run_dir: str | Path, annotate: bool = False, video: str | Path | None = None) -> list[Path]:
+    """Write the report files into `run_dir`; returns their paths."""
+    run_dir = Path(run_dir)
+    timeline_path = run_dir / "timeline.jsonl"
+    if not timeline_path.is_file():
+        raise SourceError(f"no timeline.jsonl in {run_dir}: is it a folder written by process?")
+    frames = [json.loads(line) for line in timeline_path.read_text().splitlines()]
+    events_path = run_dir / "events.jsonl"
+    events = [json.loads(line) for line in events_path.read_text().splitlines()] if events_path.exists() else []
+    names = _class_names(frames)
+    people = _people(frames, events)
+    written = [_plot_person(run_dir, person, series, names) for person, series in people]
+    summaries = [person for person, _series in people]
+    (run_dir / "report.json").write_text(json.dumps([vars(p) for p in summaries], indent=2))
+    (run_dir / "report.md").write_text(_markdown(summaries, names, written))
+    written += [run_dir / "report.json", run_dir / "report.md"]
+    if annotate:
+        source = Path(video) if video else _video_of(run_dir)
+        written.append(write_annotated_video(source, frames, run_dir / "annotated.mp4"))
+    return written
+
+
+def write_annotated_video(video: Path, frames: list[dict], target: Path) -> Path:
+    """Re-encode `video` with each face's box, id, emotion and score drawn (H.264, PyAV)."""
+    import av
+
+    from pipeline.sources import VideoFileSource
+
+    source = VideoFileSource(video)
+    by_index = {frame["frame"]: frame["faces"] for frame in frames}
+    width, height = source.info.width // 2 * 2, source.info.height // 2 * 2  # yuv420p needs even sizes
+    with av.open(str(target), mode="w") as container:
+        stream = container.add_stream("libx264", rate=round(source.info.fps or 25), options={"crf": "20"})
+        stream.width, stream.height, stream.pix_fmt = width, height, "yuv420p"
+        for frame in source:
+            image = np.ascontiguousarray(frame.image[:height, :width])
+            for face in by_index.get(frame.index, []):
+                _draw_face(image, face)
+            for packet in stream.encode(av.VideoFrame.from_ndarray(image, format="bgr24")):
+                container.mux(packet)
+        for packet in stream.encode():
+            container.mux(packet)
+    return target
+
+
+def _draw_face(image: np.ndarray, face: dict) -> None:
+    import cv2
+
+    hex_colour = EMOTION_COLOURS.get(face["emotion"], "#ffffff")
+    colour = tuple(int(hex_colour[i : i + 2], 16) for i in (5, 3, 1))  # BGR
+    x1, y1, x2, y2 = (int(v) for v in face["box"])
+    cv2.rectangle(image, (x1, y1), (x2, y2), colour, 2)
+    person = "" if face["id"] is None else f"#{face['id']} "
+    cv2.putText(image, f"{person}{face['emotion']} {face['score']:.2f}", (x1, max(12, y1 - 5)),
+                cv2.FONT_HERSHEY_SIMPLEX, 0.45, colour, 1, cv2.LINE_AA)
+
+
+def _people(frames: list[dict], events: list[dict]) -> list[tuple[PersonSummary, dict]]:
+    series: dict[int, dict[str, list]] = defaultdict(lambda: {"pts": [], "scores": [], "top": []})
+    for frame in frames:
+        for face in frame["faces"]:
+            if face["id"] is None:
+                continue
+            entry = series[face["id"]]
+            entry["pts"].append(frame["pts"])
+            entry["scores"].append(face["scores"])
+            entry["top"].append(face["emotion"])
+    people = []
+    for track_id, data in sorted(series.items()):
+        counts = Counter(data["top"])
+        person = PersonSummary(
+            track_id, data["pts"][0], data["pts"][-1], len(data["pts"]),
+            {name: round(count / len(data["top"]), 4) for name, count in counts.most_common()},
+            [e for e in events if e["type"] == "emotion_change" and e.get("id") == track_id],
+            [e for e in events if e["type"] == "micro_expression" and e.get("id") == track_id],
+        )
+        people.append((person, data))
+    return people
+
+
+def _plot_person(run_dir: Path, person: PersonSummary, data: dict, names: list[str]) -> Path:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    pts = np.asarray(data["pts"])
+    fig, (strip, ax) = plt.subplots(2, 1, figsize=(12, 4.8), sharex=True,
+                                    gridspec_kw={"height_ratios": [1, 6], "hspace": 0.05})
+    for name in names:
+        values = np.asarray([scores.get(name, 0.0) for scores in data["scores"]])
+        kernel = min(3, len(values))
+        smooth = np.convolve(values, np.ones(kernel) / kernel, mode="same") if kernel > 1 else values
+        ax.plot(pts, smooth, color=EMOTION_COLOURS.get(name), lw=1.8, label=name)
+    step = np.median(np.diff(pts)) if len(pts) > 1 else 0.04
+    for t, top in zip(pts, data["top"]):
+        strip.axvspan(t, t + step, color=EMOTION_COLOURS.get(top, "#cccccc"), lw=0)
+    for micro in person.micro_expressions:
+        ax.axvspan(micro["onset"], micro["offset"] + step, color=EMOTION_COLOURS.get(micro["emotion"]), alpha=0.25)
+        ax.annotate(f"micro: {micro['emotion']}\n{micro['duration_ms']} ms", (micro["apex"], 1.0),
+                    xytext=(0, 4), textcoords="offset points", ha="center", va="bottom", fontsize=8)
+    for change in person.changes:
+        ax.axvline(change["onset"], color="black", ls="--", lw=0.8)
+        ax.annotate(f"→ {change['to']}", (change["onset"], 0.02), xytext=(3, 0), textcoords="offset points",
+                    fontsize=8, rotation=90, va="bottom")
+    strip.set_yticks([])
+    strip.set_ylabel("emotion", rotation=0, ha="right", va="center", fontsize=8)
+    strip.set_title(f"Person {person.track_id}: emotion probabilities over time "
+                    f"({len(person.changes)} changes, {len(person.micro_expressions)} micro-expressions)")
+    ax.set_ylim(0, 1.15)
+    ax.set_xlim(pts[0], pts[-1] + step)
+    ax.set_xlabel("time (s)")
+    ax.set_ylabel("class score (3-frame mean)")
+    ax.legend(loc="upper left", bbox_to_anchor=(1.0, 1.0), fontsize=8, frameon=False)
+    ax.grid(alpha=0.3)
+    path = run_dir / f"person_{person.track_id}.png"
+    fig.savefig(path, dpi=110, bbox_inches="tight")
+    plt.close(fig)
+    return path
+
+
+def _markdown(people: list[PersonSummary], names: list[str], plots: list[Path]) -> str:
+    lines = ["# Interview report", "", "| person | seen | " + " | ".join(names) + " | changes | micro-expressions |",
+             "| --- | --- | " + " | ".join("---" for _ in names) + " | --- | --- |"]
+    for p in people:
+        shares = " | ".join(f"{p.emotion_share.get(name, 0) * 100:.0f}%" for name in names)
+        lines.append(f"| {p.track_id} | {p.first_pts:.1f}-{p.last_pts:.1f} s | {shares} | {len(p.changes)} | "
+                     f"{len(p.micro_expressions)} |")
+    for p, plot in zip(people, plots):
+        lines += ["", f"## Person {p.track_id}", "", f"![person {p.track_id}]({plot.name})", ""]
+        lines += [f"- {c['onset']:.2f} s: {c['from']} → {c['to']}" for c in p.changes]
+        lines += [f"- micro-expression {m['emotion']} at {m['apex']:.2f} s, {m['duration_ms']} ms, peak "
+                  f"{m['peak']:.2f} (baseline {m['baseline']})" for m in p.micro_expressions]
+    return "\n".join(lines) + "\n"
+
+
+def _class_names(frames: list[dict]) -> list[str]:
+    for frame in frames:
+        for face in frame["faces"]:
+            return list(face["scores"])
+    return list(EMOTION_COLOURS)
+
+
+def _video_of(run_dir: Path) -> Path:
+    summary = run_dir / "summary.json"
+    video = json.loads(summary.read_text()).get("video") if summary.exists() else None
+    if not video or not Path(video).exists():
+        raise SourceError(f"{run_dir}: the source video is unknown or gone; pass --video")
+    return Path(video)
