@@ -66,7 +66,8 @@ def test_train_evaluate_and_run_in_the_pipeline(fer_csv: Path, tmp_path: Path, c
     assert report["classifier"]["accuracy"] >= 0.9
     assert report["detection"][-1]["class"] == "all" and report["detection"][-1]["mAP50"] >= 0.8
     assert [row["class"] for row in report["detection"][:-1]] == list(FER_CLASSES)
-    for figure in ("confusion_matrix.png", "BoxPR_curve.png", "BoxF1_curve.png", "classifier_confusion.png", "labels.jpg"):
+    for figure in ("confusion_matrix.png", "BoxPR_curve.png", "BoxF1_curve.png", "classifier_confusion.png", "labels.jpg",
+                   "labels_correlogram.png"):
         assert (out / figure).exists(), figure
     assert "Table 2" in (out / "report.md").read_text()
     detector = EmotionDetector(result.best, "cpu", DetectorSettings(imgsz=96))

@@ -6,7 +6,8 @@
   detection overlapping it (IoU >= 0.5; none counts as wrong): accuracy and per-class
   precision, recall, F1.
 - Figures: ultralytics' confusion matrices, F1/P/R-confidence and PR curves; the label
-  correlogram; the classifier's confusion matrix. Report as Markdown and JSON.
+  correlogram (`labels_correlogram.png`) and distribution (`labels.jpg`); the classifier's
+  confusion matrix. Report as Markdown and JSON.
 """
 
 from __future__ import annotations
@@ -161,10 +162,39 @@ def _figures(out: Path, val_dir: Path, labels: list[Path], names: list[str], cla
     rows = [line.split() for file in labels for line in file.read_text().splitlines()]
     array = np.asarray(rows, np.float32).reshape(-1, 5)
     plot_labels(array[:, 1:], array[:, 0], names=dict(enumerate(names)), save_dir=out)
+    _plot_correlogram(array[:, 1:], out / "labels_correlogram.png")
     _plot_classifier_confusion(np.asarray(classifier["confusion"]), names, out / "classifier_confusion.png")
     for png in val_dir.glob("*.png"):
         shutil.copy2(png, out / png.name)
     return sorted(p.name for pattern in ("*.png", "labels*.jpg") for p in out.glob(pattern))
+
+
+def _plot_correlogram(boxes: np.ndarray, path: Path) -> None:
+    """Pairwise distributions of the labels' x, y, width and height (normalised)."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    labels = ["x", "y", "width", "height"]
+    fig, axes = plt.subplots(4, 4, figsize=(8, 8))
+    for i in range(4):
+        for j in range(4):
+            ax = axes[i, j]
+            if i == j:
+                ax.hist(boxes[:, i], bins=30, range=(0, 1), color="#1f77b4")
+            else:
+                ax.hist2d(boxes[:, j], boxes[:, i], bins=30, range=[[0, 1], [0, 1]], cmap="Blues")
+            ax.set_xticks([] if i < 3 else [0, 0.5, 1])
+            ax.set_yticks([] if j > 0 or i == j else [0, 0.5, 1])
+            if i == 3:
+                ax.set_xlabel(labels[j])
+            if j == 0:
+                ax.set_ylabel(labels[i])
+    fig.suptitle(f"Label correlogram ({len(boxes)} boxes)")
+    fig.tight_layout()
+    fig.savefig(path, dpi=100)
+    plt.close(fig)
 
 
 def _plot_classifier_confusion(matrix: np.ndarray, names: list[str], path: Path) -> None:
