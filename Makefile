@@ -29,6 +29,7 @@ demo: setup
 	$(VENV)/bin/emotion-stream demo
 
 test: setup
+	$(VENV)/bin/ruff check pipeline exporters training tests
 	$(VENV)/bin/python -m pytest
 
 bench: setup

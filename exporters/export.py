@@ -98,12 +98,27 @@ def _ultralytics_export(request: ExportRequest, weights: Path, fmt: str) -> Path
     if request.half:
         args["quantize"] = 16
     if request.int8:
-        args |= {"quantize": 8, "data": str(request.calib)}
+        args |= {"quantize": 8, "data": str(_training_images_for_calibration(request.calib, weights.parent))}
     try:
         return Path(YOLO(str(weights), task="detect").export(**args))
     except Exception as exc:  # the exporter raises many types
         reason = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
         raise ModelError(f"{fmt} export of {weights.name} failed: {reason}") from None
+
+
+def _training_images_for_calibration(data_yaml: Path, folder: Path) -> Path:
+    """A copy of `data_yaml` whose val split is its train split: ultralytics calibrates INT8 on
+    the val images, and calibration should see the training distribution."""
+    import yaml
+
+    data = yaml.safe_load(Path(data_yaml).read_text())
+    if "train" not in data:
+        raise ConfigError(f"{data_yaml}: no train split to calibrate INT8 with")
+    data.setdefault("path", str(Path(data_yaml).parent.resolve()))
+    data["val"] = data["train"]
+    calibration = folder / "int8-calibration.yaml"
+    calibration.write_text(yaml.safe_dump(data, sort_keys=False))
+    return calibration
 
 
 def _triton(request: ExportRequest, weights: Path, out: Path, names: list[str]) -> Path:

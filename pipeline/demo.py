@@ -18,7 +18,7 @@ from training.script_agreement import Agreement, score_timeline
 from training.synthetic_video import default_script, render_scripted_video
 
 DEMO_SOURCE = "demo"
-PASSING_ACCURACY = 0.8
+PASSING_ACCURACY = 0.9
 
 
 class DemoResult(Agreement):

@@ -18,8 +18,8 @@ from pipeline.decode import DecoderWorker
 from pipeline.detector import DetectorSettings, EmotionDetector
 from pipeline.errors import ModelError, SinkError
 from pipeline.events import FaceEvent
-from pipeline.sinks.files import FileSink
 from pipeline.shutdown import StopSignals
+from pipeline.sinks.files import FileSink
 from pipeline.sinks.redis_sink import RedisSink, connect
 from pipeline.sinks.redis_writer import RedisWriter
 from pipeline.sources import VideoFileSource

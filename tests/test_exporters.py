@@ -48,13 +48,14 @@ def exports(weights: Path, imgsz: int, tmp_path_factory: pytest.TempPathFactory)
 
 
 def _agreement(reference: list, candidate: list, exact: bool = True) -> tuple[float, float, float, float]:
-    """Share of faces found again, share with the same top class, worst score and box differences.
+    """Share of faces found again, share with the same top class, and the largest (exact) or 95th
+    percentile (reduced precision) of the per-face class-score and box-coordinate differences.
 
     `exact` (FP32) demands the very same faces; reduced precision is held to the faces the
     reference scores clearly (>= 0.4), since one near the 0.25 threshold may cross it.
     """
     considered = matched = same = 0
-    worst_score = worst_box = 0.0
+    score_diffs, box_diffs = [], []
     for ours, theirs in zip(reference, candidate):
         if exact:
             assert len(ours) == len(theirs), "a face appeared or vanished"
@@ -67,9 +68,10 @@ def _agreement(reference: list, candidate: list, exact: bool = True) -> tuple[fl
                 continue
             matched += 1
             same += face.emotion == other.emotion
-            worst_score = max(worst_score, max(abs(face.scores[k] - other.scores[k]) for k in face.scores))
-            worst_box = max(worst_box, float(np.abs(np.subtract(face.box, other.box)).max()))
-    return matched / considered, same / matched, worst_score, worst_box
+            score_diffs.append(max(abs(face.scores[k] - other.scores[k]) for k in face.scores))
+            box_diffs.append(float(np.abs(np.subtract(face.box, other.box)).max()))
+    q = 100 if exact else 95
+    return matched / considered, same / matched, float(np.percentile(score_diffs, q)), float(np.percentile(box_diffs, q))
 
 
 def _run(artifact: Path, imgsz: int, frames: list, batch: int) -> list:
@@ -77,14 +79,15 @@ def _run(artifact: Path, imgsz: int, frames: list, batch: int) -> list:
     return [faces for start in range(0, len(frames), batch) for faces in detector.detect(frames[start : start + batch])]
 
 
-# Measured on the scripted video (300 faces): ONNX and OpenVINO FP32 scores within 1.2e-6 and
-# boxes identical; OpenVINO bf16 100% same top class, scores within 0.11, boxes within 1.8 px;
-# OpenVINO INT8 97.7-98.7% same top class, scores within 0.19, boxes within 1.8 px.
+# Measured on the scripted video (300 faces, demo model): ONNX and OpenVINO FP32 scores within
+# 1.3e-6, boxes identical; OpenVINO bf16 100% same top class, scores within 0.012 (p95 0.002),
+# boxes within 1.4 px; OpenVINO INT8 100% same top class, scores within 0.04 (p95 0.012), boxes
+# within 2 px. The bounds below leave room for other CPUs and ultralytics/OpenVINO versions.
 TOLERANCES = {  # exact, least share with the same top class, largest score and box differences
     "onnx": (True, 1.0, 1e-3, 1.0),
     "openvino-fp32": (True, 1.0, 1e-3, 1.0),
-    "openvino-bf16": (False, 0.99, 0.2, 3.0),
-    "openvino-int8": (False, 0.95, 0.35, 5.0),
+    "openvino-bf16": (False, 0.99, 0.1, 3.0),
+    "openvino-int8": (False, 0.99, 0.15, 4.0),
 }
 
 

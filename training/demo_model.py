@@ -20,8 +20,8 @@ DEMO_IMGSZ = 160
 DEMO_TRAINING = {
     "model": "yolov8n.yaml",
     "imgsz": DEMO_IMGSZ,
-    "epochs": 30,
-    "train_images": 1000,
+    "epochs": 40,
+    "train_images": 1500,
     "val_images": 150,
     "batch": 32,
     "optimizer": "AdamW",

@@ -19,7 +19,6 @@ import cv2
 import numpy as np
 
 from pipeline.errors import EmotionStreamError
-
 from training.synthetic_faces import FER_CLASSES, FER_SIZE
 
 USAGES = ("Training", "PublicTest", "PrivateTest")

@@ -81,7 +81,7 @@ def scripted_flashes(script: list[ScriptedFace], duration_s: float) -> list[tupl
     flashes = []
     for track, face in enumerate(script):
         bounds = [start for start, _ in face.segments] + [duration_s]
-        for (start, expression), end, previous in zip(face.segments, bounds[1:], face.segments):
+        for (start, expression), end in zip(face.segments, bounds[1:]):
             if end - start < FLASH_MAX_S and start > 0:
                 flashes.append((track, start, end, expression))
     return flashes

@@ -1,0 +1,34 @@
+"""The `bench` command: throughput against YOLO.predict, runtimes, live capacity."""
+
+from __future__ import annotations
+
+import argparse
+
+from pipeline.cli.common import command, model_flags, model_overrides
+from pipeline.config import load_config
+
+
+def add_bench(commands: argparse._SubParsersAction) -> None:
+    parser = command(commands, "bench", _run_bench, "pipeline throughput against YOLO.predict on one video")
+    parser.add_argument("video", help="video file")
+    model_flags(parser)
+    parser.add_argument("--frames", type=int, default=None, help="use only the first N frames")
+    parser.add_argument(
+        "--streams", type=int, help="live mode: N copies of VIDEO paced at its frame rate, as cameras (serve path)"
+    )
+    parser.add_argument("--seconds", type=float, default=30.0, help="live mode: how long to run (default 30)")
+    parser.add_argument("--redis", help="live mode: Redis URL (default: a private redis-server)")
+    parser.add_argument("--backends", help="compare CPU runtimes for .pt weights, e.g. pytorch,onnx,openvino")
+
+
+def _run_bench(args: argparse.Namespace) -> int:
+    from pipeline.bench import run_backend_bench, run_bench, run_live_bench
+
+    config = load_config(args.config, model_overrides(args) | {"redis.url": args.redis})
+    if args.streams:
+        run_live_bench(config, args.video, args.streams, args.seconds)
+    elif args.backends:
+        run_backend_bench(config, args.video, args.backends.split(","), max_frames=args.frames)
+    else:
+        run_bench(config, args.video, max_frames=args.frames)
+    return 0

@@ -1,0 +1,43 @@
+"""What the command modules share: model flags, exit codes, sub-command registration."""
+
+from __future__ import annotations
+
+import argparse
+from collections.abc import Callable
+
+EXIT_SOURCE_PROBLEM = 3
+EXIT_REDIS_PROBLEM = 5
+EXIT_INTERRUPTED = 130
+
+
+def model_flags(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--weights", help="model: .pt, .onnx, OpenVINO folder or .engine")
+    parser.add_argument("--config", help="pipeline YAML (default: configs/pipeline.yaml)")
+    parser.add_argument("--imgsz", type=int, help="inference size in pixels (default 640)")
+    parser.add_argument("--batch", type=int, help="frames per forward pass (default 8)")
+    parser.add_argument("--device", help="cpu or cuda:N (default cpu)")
+    parser.add_argument("--conf", type=float, help="minimum face score (default 0.25)")
+    parser.add_argument(
+        "--cpu-backend",
+        choices=("openvino", "onnx", "pytorch"),
+        help="runtime for .pt weights on the CPU (default openvino, exported once and cached)",
+    )
+
+
+def model_overrides(args: argparse.Namespace) -> dict:
+    return {
+        "model.weights": args.weights,
+        "model.imgsz": args.imgsz,
+        "model.device": args.device,
+        "model.conf": args.conf,
+        "model.cpu_backend": args.cpu_backend,
+        "batching.batch": args.batch,
+    }
+
+
+def command(
+    commands: argparse._SubParsersAction, name: str, handler: Callable[[argparse.Namespace], int], help_text: str
+) -> argparse.ArgumentParser:
+    parser = commands.add_parser(name, help=help_text, description=help_text)
+    parser.set_defaults(handler=handler)
+    return parser

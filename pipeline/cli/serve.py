@@ -1,0 +1,40 @@
+"""The `serve` command: many live sources into Redis."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+
+from pipeline.cli.common import EXIT_REDIS_PROBLEM, command, model_flags, model_overrides
+from pipeline.config import load_config
+from pipeline.errors import EmotionStreamError
+
+
+def add_serve(commands: argparse._SubParsersAction) -> None:
+    parser = command(commands, "serve", _run_serve, "run many live sources (RTSP, HTTP, devices, files) into Redis")
+    model_flags(parser)
+    parser.add_argument("--redis", help="Redis URL (default: the config's redis.url, else $REDIS_URL)")
+    parser.add_argument("--metrics-port", type=int, help="serve Prometheus metrics on this port")
+    parser.add_argument("--out", help="file outputs folder (output.dir)")
+
+
+def _run_serve(args: argparse.Namespace) -> int:
+    from pipeline.serve import serve
+
+    if not args.config:
+        raise EmotionStreamError("serve needs --config FILE with a 'sources:' list (see configs/cameras.yaml)")
+    overrides = model_overrides(args) | {
+        "redis.url": args.redis,
+        "metrics.port": args.metrics_port,
+        "output.dir": args.out,
+    }
+    report = serve(load_config(args.config, overrides))
+    for source_id, state in report.states.items():
+        print(
+            f"{source_id}: {state}, {report.frames[source_id]} frames, {report.dropped[source_id]} dropped, "
+            f"{report.reconnects[source_id]} reconnects"
+        )
+    if report.redis_unwritten:
+        print(f"emotion-stream: error: {report.redis_unwritten} Redis commands could not be written", file=sys.stderr)
+        return EXIT_REDIS_PROBLEM
+    return 0

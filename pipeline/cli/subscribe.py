@@ -1,0 +1,71 @@
+"""The `subscribe` command: follow frames or events."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import socket
+
+from pipeline.cli.common import command
+from pipeline.contract import RedisKeys
+from pipeline.errors import EmotionStreamError
+
+
+def add_subscribe(commands: argparse._SubParsersAction) -> None:
+    parser = command(commands, "subscribe", _run_subscribe, "follow a source's frames or events live")
+    parser.add_argument("source", nargs="?", help="source id (or --source)")
+    parser.add_argument("--source", dest="source_flag", help="source id")
+    parser.add_argument("--all", action="store_true", help="events of every source")
+    parser.add_argument("--events", action="store_true", help="events instead of frames")
+    parser.add_argument("--type", action="append", help="only events of this type (repeatable)")
+    parser.add_argument("--group", help="consumer group: at-least-once delivery with acknowledgements")
+    parser.add_argument("--consumer", default=socket.gethostname(), help="consumer name in --group (default: host)")
+    parser.add_argument("--claim-idle", type=float, default=30.0,
+                        help="--group: take over events another consumer left unacknowledged this long (s)")
+    parser.add_argument("--redis", help="Redis URL (default: $REDIS_URL)")
+    parser.add_argument("--prefix", default="emotion", help="key prefix (default emotion)")
+    parser.add_argument("--from-start", action="store_true", help="replay the stream from its first entry")
+    parser.add_argument("--json", action="store_true", help="print each entry as one JSON object")
+    parser.add_argument("--until-ended", action="store_true", help="exit once the source(s) ended and all is read")
+
+
+def _run_subscribe(args: argparse.Namespace) -> int:
+    from pipeline.sinks.redis_sink import connect
+    from pipeline.subscriber import follow_frames
+
+    url = args.redis or os.environ.get("REDIS_URL")
+    if not url:
+        raise EmotionStreamError("no Redis given: pass --redis URL or set REDIS_URL")
+    source = args.source_flag or args.source
+    if not source and not (args.events and args.all):
+        raise EmotionStreamError("name a source (SOURCE or --source S), or use --events --all")
+    client = connect(url)
+    keys = RedisKeys(args.prefix)
+    if args.events:
+        return _print_events(client, keys, None if args.all else source, args)
+    for entry in follow_frames(client, keys, source, args.from_start, args.until_ended):
+        print(json.dumps(entry.to_json()) if args.json else entry.format(), flush=True)
+    return 0
+
+
+def _print_events(client, keys: RedisKeys, source: str | None, args: argparse.Namespace) -> int:
+    from pipeline.subscriber import consume_events, follow_events_pubsub, replay_events
+
+    if args.group:
+        events = consume_events(client, keys, source, args.group, args.consumer, int(args.claim_idle * 1000),
+                                args.until_ended)
+    elif args.from_start:
+        events = replay_events(client, keys, source, args.until_ended)
+    else:
+        events = (e for e in follow_events_pubsub(client, keys) if source is None or e.get("source") == source)
+    for event in events:
+        if args.type and event.get("type") not in args.type:
+            continue
+        print(json.dumps(event) if args.json else _event_line(event), flush=True)
+    return 0
+
+
+def _event_line(event: dict) -> str:
+    details = " ".join(f"{key}={value}" for key, value in event.items() if key not in ("v", "type", "source", "ts", "pts"))
+    return f"{event.get('source', '?'):<12} {float(event.get('pts') or 0):9.3f}s  {event['type']:<16} {details}"
