@@ -23,6 +23,8 @@ $(STAMP): pyproject.toml
 	$(VENV)/bin/pip install -q --upgrade pip
 	$(VENV)/bin/pip install -q torch==2.14.1 torchvision==0.29.1
 	$(VENV)/bin/pip install -q -e ".[dev]"
+	# OpenVINO/NNCF telemetry forks a process that waits on the network; decline it.
+	$(VENV)/bin/opt_in_out --opt_out >/dev/null
 	touch $(STAMP)
 
 demo: setup

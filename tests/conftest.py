@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import multiprocessing
 from pathlib import Path
 
 import pytest
@@ -63,3 +64,11 @@ def micro_video(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, list]:
     script = micro_expression_script()
     truth = render_scripted_video(path, script, duration_s=12.0, fps=30)
     return path, truth
+
+
+def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> None:
+    """Stop helper processes libraries leave behind (OpenVINO's telemetry sender waits on the
+    network), so the test run ends when the tests do."""
+    for child in multiprocessing.active_children():
+        child.terminate()
+        child.join(timeout=5)
