@@ -26,11 +26,13 @@ def cache_root() -> Path:
 
 
 def file_digest(path: Path) -> str:
-    """SHA-256 of a file's content, hex."""
+    """SHA-256 of a file's content, or of every file under a folder in name order, hex."""
     digest = hashlib.sha256()
-    with open(path, "rb") as handle:
-        for chunk in iter(lambda: handle.read(1 << 20), b""):
-            digest.update(chunk)
+    files = sorted(p for p in path.rglob("*") if p.is_file()) if path.is_dir() else [path]
+    for file in files:
+        with open(file, "rb") as handle:
+            for chunk in iter(lambda: handle.read(1 << 20), b""):
+                digest.update(chunk)
     return digest.hexdigest()
 
 

@@ -8,7 +8,6 @@ every kept face's whole class-score vector, not only its argmax.
 from __future__ import annotations
 
 import functools
-import hashlib
 import logging
 from dataclasses import dataclass
 from pathlib import Path
@@ -20,6 +19,7 @@ from ultralytics.nn.autobackend import AutoBackend
 from ultralytics.utils import ops
 from ultralytics.utils.nms import non_max_suppression
 
+from exporters.cache import file_digest
 from exporters.metadata import read_sidecar
 from pipeline.errors import ModelError
 from pipeline.types import Face
@@ -129,13 +129,7 @@ class EmotionDetector:
 
 def model_id_for(weights: Path) -> str:
     """A short, stable id of a weights file or export folder: name plus content hash."""
-    digest = hashlib.sha256()
-    files = sorted(p for p in weights.rglob("*") if p.is_file()) if weights.is_dir() else [weights]
-    for file in files:
-        with open(file, "rb") as handle:
-            for chunk in iter(lambda: handle.read(1 << 20), b""):
-                digest.update(chunk)
-    return f"{weights.stem}-{digest.hexdigest()[:8]}"
+    return f"{weights.stem}-{file_digest(weights)[:8]}"
 
 
 def _torch_device(device: str) -> torch.device:

@@ -6,7 +6,6 @@ import csv
 import json
 from pathlib import Path
 
-from pipeline.contract import frame_fields
 from pipeline.errors import SinkError
 from pipeline.events import FaceEvent
 from pipeline.types import FrameResult
@@ -48,13 +47,12 @@ class FileSink:
     def write(self, results: list[FrameResult]) -> None:
         """Append one batch to both files and flush them."""
         for result in results:
-            fields = frame_fields(result, self.model_id)
             record = {
                 "source": result.source_id,
                 "frame": result.index,
                 "pts": round(result.pts, 3),
-                "ts": int(fields["ts"]),
-                "faces": json.loads(fields["faces"]),
+                "ts": int(result.wall_time * 1000),
+                "faces": [face.to_json() for face in result.faces],
                 "model": self.model_id,
             }
             self._jsonl.write(json.dumps(record, separators=(",", ":")) + "\n")
