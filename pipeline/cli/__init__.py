@@ -11,7 +11,7 @@ import sys
 from pipeline import __version__
 from pipeline.cli import bench, demo, export, process, report, serve, subscribe, training
 from pipeline.cli.common import EXIT_INTERRUPTED
-from pipeline.errors import EmotionStreamError
+from pipeline.core.errors import EmotionStreamError
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -5,7 +5,8 @@ from __future__ import annotations
 import argparse
 
 from pipeline.cli.common import command, model_flags, model_overrides
-from pipeline.config import load_config
+from pipeline.core.config import load_config
+from pipeline.core.errors import ConfigError
 
 
 def add_bench(commands: argparse._SubParsersAction) -> None:
@@ -14,19 +15,25 @@ def add_bench(commands: argparse._SubParsersAction) -> None:
     model_flags(parser)
     parser.add_argument("--frames", type=int, default=None, help="use only the first N frames")
     parser.add_argument(
-        "--streams", type=int, help="live mode: N copies of VIDEO paced at its frame rate, as cameras (serve path)"
+        "--streams", help="live mode: N copies of VIDEO paced at its frame rate, as cameras (serve path); "
+        "auto: find the most held with 0.5%% dropped or less"
     )
-    parser.add_argument("--seconds", type=float, default=30.0, help="live mode: how long to run (default 30)")
+    parser.add_argument("--seconds", type=float, default=30.0,
+                        help="live mode: how long to run (each probe of --streams auto; default 30)")
     parser.add_argument("--redis", help="live mode: Redis URL (default: a private redis-server)")
     parser.add_argument("--backends", help="compare CPU runtimes for .pt weights, e.g. pytorch,onnx,openvino")
 
 
 def _run_bench(args: argparse.Namespace) -> int:
-    from pipeline.bench import run_backend_bench, run_bench, run_live_bench
+    from pipeline.cli.benchmarks import find_stream_capacity, run_backend_bench, run_bench, run_live_bench
 
     config = load_config(args.config, model_overrides(args) | {"redis.url": args.redis})
-    if args.streams:
-        run_live_bench(config, args.video, args.streams, args.seconds)
+    if args.streams == "auto":
+        find_stream_capacity(config, args.video, args.seconds)
+    elif args.streams:
+        if not args.streams.isdigit() or int(args.streams) < 1:
+            raise ConfigError(f"--streams takes a number of streams or auto, got {args.streams!r}")
+        run_live_bench(config, args.video, int(args.streams), args.seconds)
     elif args.backends:
         run_backend_bench(config, args.video, args.backends.split(","), max_frames=args.frames)
     else:

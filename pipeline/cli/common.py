@@ -15,13 +15,17 @@ def model_flags(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--config", help="pipeline YAML (default: configs/pipeline.yaml)")
     parser.add_argument("--imgsz", type=int, help="inference size in pixels (default 640)")
     parser.add_argument("--batch", type=int, help="frames per forward pass (default 8)")
-    parser.add_argument("--device", help="cpu or cuda:N (default cpu)")
+    parser.add_argument("--device", help="cpu, cuda:N, or several: cuda:0,cuda:1 (one engine lane each; default cpu)")
     parser.add_argument("--conf", type=float, help="minimum face score (default 0.25)")
     parser.add_argument(
         "--cpu-backend",
         choices=("openvino", "onnx", "pytorch"),
         help="runtime for .pt weights on the CPU (default openvino, exported once and cached)",
     )
+    parser.add_argument("--half", choices=("auto", "true", "false"),
+                        help="FP16 for .pt weights (default auto: on CUDA)")
+    parser.add_argument("--compile", choices=("off", "cudagraph", "compile"),
+                        help="CUDA: replay CUDA graphs or torch.compile the model (default off)")
 
 
 def model_overrides(args: argparse.Namespace) -> dict:
@@ -31,6 +35,8 @@ def model_overrides(args: argparse.Namespace) -> dict:
         "model.device": args.device,
         "model.conf": args.conf,
         "model.cpu_backend": args.cpu_backend,
+        "model.half": args.half,
+        "model.compile": args.compile,
         "batching.batch": args.batch,
     }
 

@@ -16,7 +16,7 @@ def add_demo(commands: argparse._SubParsersAction) -> None:
 
 
 def _run_demo(args: argparse.Namespace) -> int:
-    from pipeline.demo import run_demo
+    from pipeline.cli.demo_steps import run_demo
 
     agreement = run_demo(args.out, redis_url=args.redis or os.environ.get("REDIS_URL"), epochs=args.epochs)
     return 0 if agreement.passed else 1

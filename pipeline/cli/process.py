@@ -1,9 +1,10 @@
-"""The `process` command: a video file into a Redis and file timeline."""
+"""The `process` command: video files (or folders of them) into Redis and file timelines."""
 
 from __future__ import annotations
 
 import argparse
 import sys
+from pathlib import Path
 
 from pipeline.cli.common import (
     EXIT_INTERRUPTED,
@@ -13,42 +14,86 @@ from pipeline.cli.common import (
     model_flags,
     model_overrides,
 )
-from pipeline.config import load_config
-from pipeline.contract import RedisKeys
+from pipeline.core.config import PipelineConfig, load_config
+from pipeline.core.contract import RedisKeys
+from pipeline.core.errors import ConfigError, SourceError
+from pipeline.files.process import RunReport
+
+
+VIDEO_SUFFIXES = {".mp4", ".mkv", ".mov", ".avi", ".webm", ".m4v", ".ts", ".mts", ".flv", ".wmv", ".mpg", ".mpeg"}
 
 
 def add_process(commands: argparse._SubParsersAction) -> None:
-    parser = command(commands, "process", _run_process, "process a video file into a Redis and file timeline")
-    parser.add_argument("video", help="video file (any container and codec FFmpeg reads)")
+    parser = command(commands, "process", _run_process, "process video files into Redis and file timelines")
+    parser.add_argument("videos", nargs="+", metavar="VIDEO",
+                        help="video files (any container and codec FFmpeg reads) or folders of them")
     model_flags(parser)
     parser.add_argument("--redis", help="Redis URL (default: $REDIS_URL; none: files only)")
-    parser.add_argument("--source-id", help="source id in Redis (default: the file name)")
+    parser.add_argument("--source-id", help="source id in Redis for a single file (default: the file name)")
     parser.add_argument("--out", help="output folder (default runs/process)")
     parser.add_argument("--stride", type=int, help="process every Nth frame (default 1)")
+    parser.add_argument("--decode-processes", type=int,
+                        help="processes decoding one long file in keyframe segments (default: as the cores allow)")
     parser.add_argument("--quiet", action="store_true", help="no progress bar")
     parser.add_argument("--report", action="store_true", help="write the interview report (plots per person)")
     parser.add_argument("--annotate", action="store_true", help="with --report: also an annotated MP4")
 
 
 def _run_process(args: argparse.Namespace) -> int:
-    from pipeline.runner import process_video
+    from pipeline.files.process import process_files, process_video
 
     overrides = model_overrides(args) | {
         "redis.url": args.redis,
         "output.dir": args.out,
         "source.stride": args.stride,
+        "source.decode_processes": args.decode_processes,
     }
     config = load_config(args.config, overrides)
-    report = process_video(config, args.video, args.source_id, show_progress=not args.quiet)
-    print(f"{report.source_id}: {report.fps:.1f} frames/s on {report.backend} ({report.model_id})")
-    print(report.summary.format())
-    print(f"timeline: {report.output_dir}/timeline.jsonl, timeline.csv, events.jsonl")
-    if args.report:
-        from pipeline.report import write_report
+    videos = _expand(args.videos)
+    if args.source_id and len(videos) > 1:
+        raise ConfigError("--source-id names a single file; several files take their file names")
+    if len(videos) == 1:
+        reports = [process_video(config, videos[0], args.source_id, show_progress=not args.quiet)]
+    else:
+        reports = process_files(config, videos, show_progress=not args.quiet)
+    codes = [_print_report(report, config, args) for report in reports]
+    if len(reports) > 1:
+        failed = [report.source_id for report in reports if report.source_problem]
+        print(f"{len(reports)} files: {len(reports) - len(failed)} complete"
+              + (f", {len(failed)} with problems ({', '.join(failed)})" if failed else ""))
+    return max(codes, key=_severity)
 
-        written = write_report(report.output_dir, annotate=args.annotate, video=args.video)
+
+def _expand(paths: list[str]) -> list[Path]:
+    """Files as given; folders become their video files, sorted (not recursive)."""
+    videos: list[Path] = []
+    for path in map(Path, paths):
+        if path.is_dir():
+            found = sorted(child for child in path.iterdir() if child.suffix.lower() in VIDEO_SUFFIXES)
+            if not found:
+                raise SourceError(f"no video files in folder {path} (looked for {', '.join(sorted(VIDEO_SUFFIXES))})")
+            videos += found
+        else:
+            videos.append(path)
+    return videos
+
+
+def _severity(code: int) -> int:
+    """Exit codes by how much they matter: interrupted, Redis problem, source problem, success."""
+    return {EXIT_INTERRUPTED: 3, EXIT_REDIS_PROBLEM: 2, EXIT_SOURCE_PROBLEM: 1}.get(code, 0)
+
+
+def _print_report(report: RunReport, config: PipelineConfig, args: argparse.Namespace) -> int:
+    if report.model_id:
+        print(f"{report.source_id}: {report.fps:.1f} frames/s on {report.backend} ({report.model_id})")
+        print(report.summary.format())
+        print(f"timeline: {report.output_dir}/timeline.jsonl, timeline.csv, events.jsonl")
+    if args.report and report.summary.frames:
+        from pipeline.faces.report import write_report
+
+        written = write_report(report.output_dir, annotate=args.annotate, video=report.video)
         print(f"report: {report.output_dir / 'report.md'} ({len(written)} files)")
-    if config.redis.url and not report.redis_problem:
+    if config.redis.url and not report.redis_problem and report.model_id:
         keys = RedisKeys(config.redis.prefix)
         print(
             f"redis: {report.redis_written} entries in {keys.frames(report.source_id)}"
@@ -58,7 +103,7 @@ def _run_process(args: argparse.Namespace) -> int:
         print("emotion-stream: interrupted; results so far are saved", file=sys.stderr)
         return EXIT_INTERRUPTED
     if report.source_problem:
-        print(f"emotion-stream: warning: {args.video}: {report.source_problem}", file=sys.stderr)
+        print(f"emotion-stream: warning: {report.video}: {report.source_problem}", file=sys.stderr)
     if report.redis_problem:
         print(f"emotion-stream: error: {report.redis_problem}", file=sys.stderr)
         return EXIT_REDIS_PROBLEM

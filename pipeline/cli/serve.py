@@ -6,8 +6,8 @@ import argparse
 import sys
 
 from pipeline.cli.common import EXIT_REDIS_PROBLEM, command, model_flags, model_overrides
-from pipeline.config import load_config
-from pipeline.errors import EmotionStreamError
+from pipeline.core.config import load_config
+from pipeline.core.errors import EmotionStreamError
 
 
 def add_serve(commands: argparse._SubParsersAction) -> None:
@@ -19,7 +19,7 @@ def add_serve(commands: argparse._SubParsersAction) -> None:
 
 
 def _run_serve(args: argparse.Namespace) -> int:
-    from pipeline.serve import serve
+    from pipeline.live.serve import serve
 
     if not args.config:
         raise EmotionStreamError("serve needs --config FILE with a 'sources:' list (see configs/cameras.yaml)")
@@ -30,10 +30,12 @@ def _run_serve(args: argparse.Namespace) -> int:
     }
     report = serve(load_config(args.config, overrides))
     for source_id, state in report.states.items():
+        failure = report.failures.get(source_id)
         print(
             f"{source_id}: {state}, {report.frames[source_id]} frames, {report.dropped[source_id]} dropped, "
-            f"{report.reconnects[source_id]} reconnects"
+            f"{report.reconnects[source_id]} reconnects" + (f" ({failure})" if failure else "")
         )
+    print(f"engine stages busy: {report.stages}")
     if report.redis_unwritten:
         print(f"emotion-stream: error: {report.redis_unwritten} Redis commands could not be written", file=sys.stderr)
         return EXIT_REDIS_PROBLEM

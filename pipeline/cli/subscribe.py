@@ -8,8 +8,8 @@ import os
 import socket
 
 from pipeline.cli.common import command
-from pipeline.contract import RedisKeys
-from pipeline.errors import EmotionStreamError
+from pipeline.core.contract import RedisKeys
+from pipeline.core.errors import EmotionStreamError
 
 
 def add_subscribe(commands: argparse._SubParsersAction) -> None:
@@ -32,7 +32,7 @@ def add_subscribe(commands: argparse._SubParsersAction) -> None:
 
 def _run_subscribe(args: argparse.Namespace) -> int:
     from pipeline.sinks.redis_sink import connect
-    from pipeline.subscriber import follow_frames
+    from pipeline.sinks.subscriber import follow_frames
 
     url = args.redis or os.environ.get("REDIS_URL")
     if not url:
@@ -50,7 +50,7 @@ def _run_subscribe(args: argparse.Namespace) -> int:
 
 
 def _print_events(client, keys: RedisKeys, source: str | None, args: argparse.Namespace) -> int:
-    from pipeline.subscriber import consume_events, follow_events_pubsub, replay_events
+    from pipeline.sinks.subscriber import consume_events, follow_events_pubsub, replay_events
 
     if args.group:
         events = consume_events(client, keys, source, args.group, args.consumer, int(args.claim_idle * 1000),

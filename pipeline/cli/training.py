@@ -5,7 +5,7 @@ from __future__ import annotations
 import argparse
 
 from pipeline.cli.common import command
-from pipeline.errors import EmotionStreamError
+from pipeline.core.errors import EmotionStreamError
 
 
 def add_train(commands: argparse._SubParsersAction) -> None:

@@ -6,9 +6,9 @@ import csv
 import json
 from pathlib import Path
 
-from pipeline.errors import SinkError
-from pipeline.events import FaceEvent
-from pipeline.types import FrameResult
+from pipeline.core.errors import SinkError
+from pipeline.faces.events import FaceEvent
+from pipeline.sinks.payload import FramePayload
 
 
 class FileSink:
@@ -44,21 +44,17 @@ class FileSink:
         """Path of the per-face CSV timeline."""
         return self.folder / "timeline.csv"
 
-    def write(self, results: list[FrameResult]) -> None:
-        """Append one batch to both files and flush them."""
-        for result in results:
-            record = {
-                "source": result.source_id,
-                "frame": result.index,
-                "pts": round(result.pts, 3),
-                "ts": int(result.wall_time * 1000),
-                "faces": [face.to_json() for face in result.faces],
-                "model": self.model_id,
-            }
-            self._jsonl.write(json.dumps(record, separators=(",", ":")) + "\n")
-            for number, face in enumerate(record["faces"]):
+    def write(self, payloads: list[FramePayload]) -> None:
+        """Append one batch of a source's frames to both files and flush them."""
+        model = json.dumps(self.model_id)
+        for payload in payloads:
+            frame = payload.frame
+            pts, ts = round(frame.pts, 3), int(frame.wall_time * 1000)
+            self._jsonl.write(f'{{"source":{json.dumps(frame.source_id)},"frame":{frame.index},"pts":{pts},'
+                              f'"ts":{ts},"faces":{payload.faces_json},"model":{model}}}\n')
+            for number, face in enumerate(payload.faces):
                 self._csv.writerow(
-                    [result.source_id, result.index, record["pts"], record["ts"], number, face["id"]]
+                    [frame.source_id, frame.index, pts, ts, number, face["id"]]
                     + face["box"]
                     + [face["emotion"], face["score"]]
                     + [face["scores"][name] for name in self.class_names]

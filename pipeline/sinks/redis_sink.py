@@ -12,12 +12,14 @@ import time
 
 import redis
 
-from pipeline.contract import SCHEMA_VERSION, RedisKeys, StreamIdAllocator, frame_fields
-from pipeline.errors import SinkError
-from pipeline.events import FaceEvent
+from pipeline.core.contract import SCHEMA_VERSION, RedisKeys, StreamIdAllocator
+from pipeline.core.errors import SinkError
+from pipeline.core.states import SourceState
+from pipeline.core.uris import mask_uri
+from pipeline.engine.batch import FrameInfo
+from pipeline.faces.events import FaceEvent
+from pipeline.sinks.payload import FramePayload, frame_fields
 from pipeline.sinks.redis_writer import Command, RedisWriter
-from pipeline.types import FrameResult
-from pipeline.uris import mask_uri
 
 
 def connect(url: str, timeout_s: float = 5.0) -> redis.Redis:
@@ -57,34 +59,35 @@ class RedisSink:
         self.frames = 0
         self.dropped = 0
         self.reconnects = 0
-        self.state = "connecting"
+        self.state = SourceState.CONNECTING
         self._frame_ids = StreamIdAllocator()
         self._event_ids = StreamIdAllocator()
         self._started = time.time()
-        self._last: FrameResult | None = None
+        self._last: FrameInfo | None = None
 
-    def write(self, results: list[FrameResult]) -> None:
-        """Queue one XADD per result and the refreshed status."""
-        if not results:
+    def write(self, payloads: list[FramePayload]) -> None:
+        """Queue one XADD per frame and the refreshed status."""
+        if not payloads:
             return
         commands: list[Command] = []
-        for result in results:
-            clock = result.wall_time if self.live else result.pts
+        for payload in payloads:
+            frame = payload.frame
+            clock = frame.wall_time if self.live else frame.pts
             entry_id = self._frame_ids.next(int(round(clock * 1000)))
-            fields = frame_fields(result, self.model_id)
-            commands.append(["xadd", self.keys.frames(self.source_id), entry_id, fields, self.maxlen, result.wall_time])
-        self.frames += len(results)
-        self._last = results[-1]
+            fields = frame_fields(payload, self.model_id)
+            commands.append(["xadd", self.keys.frames(self.source_id), entry_id, fields, self.maxlen, frame.wall_time])
+        self.frames += len(payloads)
+        self._last = payloads[-1].frame
         commands.append(["hset", self.keys.sources, self.source_id, json.dumps(self._status())])
         self.writer.submit(commands)
 
-    def status(self, state: str, reason: str = "") -> None:
+    def status(self, state: SourceState, reason: str = "") -> None:
         """Record a state change: the status hash, a source_status event, and its pub/sub message."""
         self.state = state
         now = time.time()
         pts = self._last.pts if self._last else 0.0
         commands = [["hset", self.keys.sources, self.source_id, json.dumps(self._status(reason))]]
-        commands += self._event_commands("source_status", pts, now, {"state": state, "reason": mask_uri(reason)})
+        commands += self._event_commands("source_status", pts, now, {"state": state.value, "reason": mask_uri(reason)})
         self.writer.submit(commands)
 
     def events(self, events: list[FaceEvent]) -> None:
@@ -107,7 +110,7 @@ class RedisSink:
     def _status(self, reason: str = "") -> dict:
         elapsed = max(time.time() - self._started, 1e-6)
         status = {
-            "state": self.state,
+            "state": self.state.value,
             "fps": round(self.frames / elapsed, 2),
             "frames": self.frames,
             "dropped": self.dropped,

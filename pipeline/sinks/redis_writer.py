@@ -17,8 +17,8 @@ from pathlib import Path
 
 import redis
 
+from pipeline.core.uris import mask_uri
 from pipeline.sinks.spill import SpillBuffer
-from pipeline.uris import mask_uri
 
 log = logging.getLogger(__name__)
 

@@ -9,8 +9,8 @@ from dataclasses import dataclass
 
 import redis
 
-from pipeline.contract import RedisKeys
-from pipeline.errors import SinkError
+from pipeline.core.contract import RedisKeys
+from pipeline.core.errors import SinkError
 
 ENDED_STATES = {"ended", "failed"}
 

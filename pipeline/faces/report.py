@@ -15,7 +15,7 @@ from pathlib import Path
 
 import numpy as np
 
-from pipeline.errors import SourceError
+from pipeline.core.errors import SourceError
 
 EMOTION_COLOURS = {
     "angry": "#d62728", "disgust": "#8c564b", "fear": "#9467bd", "happy": "#f2b701",
@@ -62,7 +62,7 @@ def write_annotated_video(video: Path, frames: list[dict], target: Path) -> Path
     """Re-encode `video` with each face's box, id, emotion and score drawn (H.264, PyAV)."""
     import av
 
-    from pipeline.sources import VideoFileSource
+    from pipeline.files.sources import VideoFileSource
 
     source = VideoFileSource(video)
     by_index = {frame["frame"]: frame["faces"] for frame in frames}

@@ -1,14 +1,13 @@
 """The decoder worker process: opens one source, decodes it into shared memory, reconnects.
 
 It runs in its own process (spawned, so no state of the inference process is inherited)
-and talks to the inference process only through small queue messages:
-
-- ("status", source_id, generation, state, reason, info): connecting, live, reconnecting, ended, failed
-- ("frame", source_id, generation, slot, index, pts, wall_time, height, width, scale, decoder_drops)
+and talks to the inference process only through small typed messages (`messages`):
+`StatusReport` (connecting, live, reconnecting, ended, failed) and `FrameReady`.
 
 Frames go into free slots of the source's `FrameRing`; the inference process hands slots
-back through `free_slots` once the frame is processed. A live source never waits for a
-slot (it drops the frame and counts it); a file waits, so files never drop.
+back through `free_slots`, a list of slots per message, once their pixels are copied. A
+live source never waits for a slot (it drops the frame and counts it); a file waits, so
+files never drop.
 """
 
 from __future__ import annotations
@@ -16,16 +15,19 @@ from __future__ import annotations
 import queue
 import random
 import time
+from collections import deque
 from dataclasses import dataclass
 from multiprocessing.queues import Queue
 from multiprocessing.synchronize import Event
 
 import av
 
-from pipeline.config import LiveConfig, SourceSpec
-from pipeline.frame_ring import FrameRing
-from pipeline.sources import rotate_for_display
-from pipeline.uris import describe_open_error, is_live, mask_uri, open_container
+from pipeline.core.config import LiveConfig, SourceSpec
+from pipeline.core.states import SourceState
+from pipeline.core.uris import describe_open_error, is_live, mask_uri, open_container
+from pipeline.files.sources import rotate_for_display
+from pipeline.live.frame_ring import FrameRing
+from pipeline.live.messages import FrameReady, StatusReport
 
 
 @dataclass(frozen=True)
@@ -82,6 +84,7 @@ class _Decoder:
         self.drops = 0
         self.pts_offset = 0.0
         self.last_pts = 0.0
+        self.free: deque[int] = deque()
 
     def run(self) -> None:
         attempts = 0
@@ -89,7 +92,8 @@ class _Decoder:
         announce = True
         while not self.stop.is_set():
             if announce:
-                self._status("reconnecting" if (attempts or self.ever_live) else "connecting", reason)
+                self._status(SourceState.RECONNECTING if (attempts or self.ever_live) else SourceState.CONNECTING,
+                             reason)
             announce = True
             try:
                 container = open_container(self.spec.uri, self.cfg.transport, self.cfg.open_timeout_s, self.cfg.read_timeout_s)
@@ -97,7 +101,7 @@ class _Decoder:
                 permanent, reason = describe_open_error(exc, self.spec.uri)
                 attempts += 1
                 if permanent or (not self.ever_live and attempts >= self.cfg.connect_attempts):
-                    self._status("failed", f"{reason} (after {attempts} attempt{'s' * (attempts > 1)})")
+                    self._status(SourceState.FAILED, f"{reason} (after {attempts} attempt{'s' * (attempts > 1)})")
                     return
                 self._wait(backoff_delay(attempts, self.cfg.backoff_initial_s, self.cfg.backoff_max_s))
                 continue
@@ -114,7 +118,7 @@ class _Decoder:
                     self.pts_offset = self.last_pts + 1e-3
                     announce = False
                     continue
-                self._status("ended", "" if reached_end else reason)
+                self._status(SourceState.ENDED, "" if reached_end else reason)
                 return
             attempts += 1
             reason = reason or "stream ended"
@@ -137,7 +141,8 @@ class _Decoder:
                     return False, "stopped"
                 if decoded == 0:
                     self.ever_live = True
-                    self._status("live", "", {"width": frame.width, "height": frame.height, "fps": rate})
+                    self._status(SourceState.LIVE, "", {"width": frame.width, "height": frame.height, "fps": rate,
+                                                        "frame_interval_s": self.spec.stride / (rate or 30.0)})
                 decoded += 1
                 pts = frame.time if frame.time is not None else decoded / (rate or 25.0)
                 first_pts = pts if first_pts is None else first_pts
@@ -161,29 +166,26 @@ class _Decoder:
         image = rotate_for_display(frame.to_ndarray(format="bgr24"), frame.rotation)
         height, width, scale = self.ring.write(slot, image)
         self.last_pts = pts
-        self.messages.put(
-            ("frame", self.spec.id, self.s.generation, slot, self.index, pts, time.time(), height, width, scale,
-             self.drops)
-        )
+        self.messages.put(FrameReady(self.spec.id, self.s.generation, slot, self.index, pts, time.time(), height,
+                                     width, scale, self.drops))
         self.index += 1
 
     def _take_slot(self) -> int | None:
-        if self.s.live:
+        """A free slot; a live source that has none drops the frame, a file waits for one."""
+        while not self.free:
             try:
-                return self.free_slots.get_nowait()
+                self.free.extend(self.free_slots.get(timeout=0.2) if not self.s.live else self.free_slots.get_nowait())
             except queue.Empty:
-                self.drops += 1
-                self.index += 1
-                return None
-        while not self.stop.is_set():
-            try:
-                return self.free_slots.get(timeout=0.2)
-            except queue.Empty:
-                continue
-        return None
+                if self.s.live:
+                    self.drops += 1
+                    self.index += 1
+                    return None
+                if self.stop.is_set():
+                    return None
+        return self.free.popleft()
 
-    def _status(self, state: str, reason: str, info: dict | None = None) -> None:
-        self.messages.put(("status", self.spec.id, self.s.generation, state, mask_uri(reason), info or {}))
+    def _status(self, state: SourceState, reason: str, info: dict | None = None) -> None:
+        self.messages.put(StatusReport(self.spec.id, self.s.generation, state, mask_uri(reason), info or {}))
 
     def _wait(self, seconds: float) -> None:
         if seconds > 0:

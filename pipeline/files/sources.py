@@ -11,8 +11,8 @@ from pathlib import Path
 import av
 import numpy as np
 
-from pipeline.errors import SourceError
-from pipeline.types import Frame
+from pipeline.core.errors import SourceError
+from pipeline.core.types import Frame
 
 SOURCE_ID_PATTERN = re.compile(r"^[A-Za-z0-9._-]{1,64}$")
 
@@ -106,6 +106,10 @@ class VideoFileSource:
             return self.max_frames
         expected = -(-self.info.frame_count // self.stride)
         return min(expected, self.max_frames) if self.max_frames else expected
+
+    def frame_interval_s(self) -> float:
+        """Seconds between processed frames (stride over the frame rate; 30 fps when unknown)."""
+        return self.stride / (self.info.fps or 30.0)
 
     def __iter__(self) -> Iterator[Frame]:
         start = self._stream.start_time or 0

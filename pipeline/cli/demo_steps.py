@@ -8,11 +8,11 @@ from pathlib import Path
 
 import redis
 
-from pipeline.config import PipelineConfig
-from pipeline.contract import RedisKeys
-from pipeline.redis_server import LocalRedisServer
-from pipeline.runner import process_video
-from pipeline.subscriber import parse_entry
+from pipeline.core.config import PipelineConfig
+from pipeline.core.contract import RedisKeys
+from pipeline.files.process import process_video
+from pipeline.sinks.redis_server import LocalRedisServer
+from pipeline.sinks.subscriber import parse_entry
 from training.demo_model import DEMO_IMGSZ, demo_model
 from training.script_agreement import Agreement, score_timeline
 from training.synthetic_video import default_script, render_scripted_video

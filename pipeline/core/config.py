@@ -16,9 +16,9 @@ from typing import Any
 
 import yaml
 
-from pipeline.errors import ConfigError
+from pipeline.core.errors import ConfigError
 
-DEFAULT_CONFIG = Path(__file__).resolve().parent.parent / "configs" / "pipeline.yaml"
+DEFAULT_CONFIG = Path(__file__).resolve().parents[2] / "configs" / "pipeline.yaml"
 
 
 @dataclass
@@ -34,6 +34,17 @@ class ModelConfig:
     agnostic_nms: bool = True
     cpu_backend: str = "openvino"
     """Runtime used for .pt weights on the CPU: openvino, onnx or pytorch."""
+    half: str = "auto"
+    """FP16 for .pt weights: auto (on CUDA), true, false."""
+    compile: str = "off"
+    """CUDA only: off, cudagraph (one graph per input shape) or compile (torch.compile)."""
+    letterbox: str = "auto"
+    """Where frames are letterboxed: auto (on the device for CUDA), cpu, device."""
+
+    @property
+    def devices(self) -> list[str]:
+        """The devices of `device` (a list or comma-separated: one engine lane per device)."""
+        return [part.strip() for part in self.device.split(",") if part.strip()]
 
 
 @dataclass
@@ -43,7 +54,9 @@ class BatchingConfig:
     batch: int = 8
     queue_size: int = 64
     max_wait_ms: float = 25.0
-    """Live serving: how long a partial batch waits for more frames before it runs anyway."""
+    """How long a partial batch waits for more frames before it runs anyway."""
+    open_files: int = 4
+    """process: files decoded at the same time (their frames share batches)."""
 
 
 @dataclass
@@ -51,6 +64,8 @@ class SourceConfig:
     """How a video source is read."""
 
     stride: int = 1
+    decode_processes: int = 0
+    """Processes decoding one long file in keyframe segments (0: as the cores allow, 1: none)."""
 
 
 @dataclass
@@ -161,12 +176,23 @@ class PipelineConfig:
     sources: list[SourceSpec] = field(default_factory=list)
 
 
-CHOICES = {"model.cpu_backend": ("openvino", "onnx", "pytorch"), "live.transport": ("tcp", "udp")}
+CHOICES = {
+    "model.cpu_backend": ("openvino", "onnx", "pytorch"),
+    "model.half": ("auto", "true", "false"),
+    "model.compile": ("off", "cudagraph", "compile"),
+    "model.letterbox": ("auto", "cpu", "device"),
+    "live.transport": ("tcp", "udp"),
+}
+TRUE_FALSE_AUTO = {"model.half"}
+"""String keys that also take YAML's true/false."""
+LISTS = {"model.device"}
+"""String keys that also take a YAML list (joined with commas)."""
 POSITIVE = {
     "model.imgsz",
     "model.max_det",
     "batching.batch",
     "batching.queue_size",
+    "batching.open_files",
     "source.stride",
     "redis.maxlen",
     "redis.buffer_entries",
@@ -264,6 +290,10 @@ def _coerce(dotted: str, value: Any, type_name: str, origin: str) -> Any:
             return None
         raise ConfigError(f"{origin}: '{dotted}' must not be empty")
     base = type_name.replace("| None", "").strip()
+    if dotted in TRUE_FALSE_AUTO and isinstance(value, bool):
+        value = str(value).lower()
+    if dotted in LISTS and isinstance(value, list) and all(isinstance(item, str) for item in value):
+        value = ",".join(value)
     try:
         if base == "int":
             if isinstance(value, bool) or (isinstance(value, float) and not value.is_integer()):

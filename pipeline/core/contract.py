@@ -2,10 +2,7 @@
 
 from __future__ import annotations
 
-import json
 from dataclasses import dataclass
-
-from pipeline.types import FrameResult
 
 SCHEMA_VERSION = "1"
 
@@ -56,15 +53,3 @@ class StreamIdAllocator:
             current = (0, 1)
         self._last = current
         return f"{current[0]}-{current[1]}"
-
-
-def frame_fields(result: FrameResult, model_id: str) -> dict[str, str]:
-    """The fields of one `emotion:frames:{source}` entry."""
-    return {
-        "v": SCHEMA_VERSION,
-        "frame": str(result.index),
-        "pts": f"{result.pts:.3f}",
-        "ts": str(int(result.wall_time * 1000)),
-        "faces": json.dumps([face.to_json() for face in result.faces], separators=(",", ":")),
-        "model": model_id,
-    }

@@ -19,8 +19,8 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from pipeline.config import EventSettings
-from pipeline.types import Face, FrameResult
+from pipeline.core.config import EventSettings
+from pipeline.engine.batch import UNTRACKED, Detections, FrameInfo
 
 
 @dataclass(frozen=True)
@@ -37,6 +37,17 @@ class FaceEvent:
         """The event as published on the pub/sub channel."""
         return {"type": self.type, "source": self.source_id, "pts": round(self.pts, 3),
                 "ts": int(self.wall_time * 1000), **self.fields}
+
+
+class _FaceView:
+    """One row of a `Detections`, read the way the temporal model needs it."""
+
+    def __init__(self, detections: Detections, row: int, names: list[str]) -> None:
+        self.track_id = int(detections.tracker_id[row])
+        self.emotion = names[int(detections.class_id[row])]
+        self.score = float(detections.confidence[row])
+        self.scores = detections.scores[row].astype(np.float64)
+        self.box = [round(float(v), 1) for v in detections.xyxy[row]]
 
 
 @dataclass
@@ -68,12 +79,14 @@ class EventDetector:
         self.frame_interval_s = frame_interval_s
         self._tracks: dict[int, _Track] = {}
 
-    def update(self, result: FrameResult) -> list[FaceEvent]:
-        """Events caused by one frame (call for every frame, in order)."""
+    def update(self, detections: Detections, frame: int) -> list[FaceEvent]:
+        """Events caused by frame number `frame` of a batch (call for every frame, in order)."""
+        result = detections.frames[frame]
         events: list[FaceEvent] = []
-        for face in result.faces:
-            if face.track_id is not None:
-                events += self._observe(face, result)
+        rows = detections.rows(frame)
+        for row in range(rows.start, rows.stop):
+            if detections.tracker_id[row] != UNTRACKED:
+                events += self._observe(_FaceView(detections, row, self.names), result)
         for track in list(self._tracks.values()):
             if result.pts - track.last_pts > self.settings.exit_after_s:
                 events.append(self._exit(track, result.wall_time))
@@ -83,13 +96,13 @@ class EventDetector:
         """face_exit for every open track (the source ended)."""
         return [self._exit(track, wall_time) for track in list(self._tracks.values())]
 
-    def _observe(self, face: Face, result: FrameResult) -> list[FaceEvent]:
-        scores = np.asarray([face.scores[name] for name in self.names], np.float64)
+    def _observe(self, face: _FaceView, result: FrameInfo) -> list[FaceEvent]:
+        scores = face.scores
         track = self._tracks.get(face.track_id)
         if track is None:
             track = _Track(face.track_id, result.pts, result.pts, scores, face.emotion)
             self._tracks[face.track_id] = track
-            return [self._event("face_enter", result, track, emotion=face.emotion, box=list(face.box))]
+            return [self._event("face_enter", result, track, emotion=face.emotion, box=face.box)]
         track.last_pts = result.pts
         a = self.settings.smoothing
         track.smoothed = a * scores + (1 - a) * track.smoothed
@@ -101,7 +114,7 @@ class EventDetector:
             events = self._micro(track, face, result)
         return events
 
-    def _change(self, track: _Track, result: FrameResult) -> list[FaceEvent]:
+    def _change(self, track: _Track, result: FrameInfo) -> list[FaceEvent]:
         leader = self.names[int(np.argmax(track.smoothed))]
         lead = track.smoothed[self.names.index(leader)] - track.smoothed[self.names.index(track.stable)]
         if leader == track.stable or lead < self.settings.change_margin:
@@ -118,7 +131,7 @@ class EventDetector:
             "from": previous, "to": leader, "onset": round(track.candidate_since, 3),
             "score": round(float(track.smoothed[self.names.index(leader)]), 4)})]
 
-    def _micro(self, track: _Track, face: Face, result: FrameResult) -> list[FaceEvent]:
+    def _micro(self, track: _Track, face: _FaceView, result: FrameInfo) -> list[FaceEvent]:
         run = track.departure.frames
         if face.emotion != track.stable:
             run.append((result.pts, face.emotion, face.score))
@@ -145,5 +158,5 @@ class EventDetector:
             "id": track.track_id, "emotion": track.stable,
             "duration_ms": round((track.last_pts - track.first_pts + self.frame_interval_s) * 1000)})
 
-    def _event(self, kind: str, result: FrameResult, track: _Track, **fields: object) -> FaceEvent:
+    def _event(self, kind: str, result: FrameInfo, track: _Track, **fields: object) -> FaceEvent:
         return FaceEvent(kind, self.source_id, result.pts, result.wall_time, {"id": track.track_id, **fields})

@@ -11,7 +11,7 @@ from pathlib import Path
 
 import redis
 
-from pipeline.errors import SinkError
+from pipeline.core.errors import SinkError
 
 
 def free_port() -> int:

@@ -1,4 +1,4 @@
-"""Per-source throughput, drops, reconnects and latency: a compact periodic line and Prometheus."""
+"""Per-source throughput, drops, reconnects and latency, and the engine's stages: a periodic line and Prometheus."""
 
 from __future__ import annotations
 
@@ -11,10 +11,13 @@ from dataclasses import dataclass, field
 import numpy as np
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, start_http_server
 
+from pipeline.core.stage_times import Stage, StageTimes
+from pipeline.core.states import SourceState
+
 log = logging.getLogger(__name__)
 
 LATENCY_BUCKETS = (0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0)
-STATES = ("connecting", "live", "reconnecting", "ended", "failed")
+STATES = tuple(state.value for state in SourceState)
 
 
 @dataclass
@@ -39,8 +42,10 @@ class SourceMetrics:
 class PipelineMetrics:
     """Thread-safe metrics of a serving run; `port` exposes them for Prometheus."""
 
-    def __init__(self, source_ids: list[str], log_interval_s: float = 10.0, port: int | None = None) -> None:
+    def __init__(self, source_ids: list[str], log_interval_s: float = 10.0, port: int | None = None,
+                 stages: StageTimes | None = None) -> None:
         self.sources = {source_id: SourceMetrics() for source_id in source_ids}
+        self.stages = stages
         self.log_interval_s = log_interval_s
         self._lock = threading.Lock()
         self._window_started = time.monotonic()
@@ -53,6 +58,13 @@ class PipelineMetrics:
         )
         self._state = Gauge("emotion_source_state", "1 for the source's current state", ["source", "state"],
                             registry=self.registry)
+        self._stage_busy = Gauge("emotion_stage_busy_ratio", "Share of wall time an engine stage was busy "
+                                 "(inference: the device's share, summed over devices)", ["stage"],
+                                 registry=self.registry)
+        self._stage_seconds = Gauge("emotion_stage_seconds_per_batch", "Mean seconds an engine stage spends on a batch",
+                                    ["stage"], registry=self.registry)
+        self._queue_depth = Gauge("emotion_queue_depth", "Batches waiting between engine stages", ["queue"],
+                                  registry=self.registry)
         if port:
             start_http_server(port, registry=self.registry)
             log.info("metrics for Prometheus on http://0.0.0.0:%d/metrics", port)
@@ -95,10 +107,28 @@ class PipelineMetrics:
         if now - self._window_started < self.log_interval_s:
             return
         log.info(self.line(now - self._window_started))
+        if self.stages is not None:
+            log.info("engine: %s", self._stage_line())
         with self._lock:
             for metrics in self.sources.values():
                 metrics.window_frames = 0
         self._window_started = now
+
+    def _stage_line(self) -> str:
+        """Busy share per stage and queue depths over the window; also sets the Prometheus gauges."""
+        reports = self.stages.window()
+        depths = self.stages.depths()
+        for report in reports:
+            self._stage_busy.labels(report.stage).set(report.busy_share)
+            self._stage_seconds.labels(report.stage).set(report.seconds_per_batch)
+        for name, depth in depths.items():
+            self._queue_depth.labels(name).set(depth)
+        stages = " ".join(
+            f"{r.stage} {r.busy_share:.0%}" + (f" ({r.seconds_per_batch * 1000:.0f}ms/batch)"
+                                              if r.stage == Stage.INFERENCE else "")
+            for r in reports
+        )
+        return f"{stages} | queues " + " ".join(f"{name} {depth}" for name, depth in depths.items())
 
     def line(self, seconds: float) -> str:
         """`cam1 29.8fps drop 0 rc 0 p50/95/99 41/60/75ms | cam2 ...` over the last `seconds`."""

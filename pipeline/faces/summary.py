@@ -5,8 +5,10 @@ from __future__ import annotations
 from collections import Counter
 from dataclasses import dataclass, field
 
-from pipeline.events import FaceEvent
-from pipeline.types import FrameResult
+import numpy as np
+
+from pipeline.engine.batch import Detections
+from pipeline.faces.events import FaceEvent
 
 
 @dataclass
@@ -20,15 +22,17 @@ class TimelineSummary:
     events: Counter = field(default_factory=Counter)
     last_pts: float = 0.0
 
-    def add(self, results: list[FrameResult], events: list[FaceEvent] | None = None) -> None:
-        """Count one batch and its events."""
+    def add(self, detections: Detections | None, names: list[str], events: list[FaceEvent] | None = None) -> None:
+        """Count one batch of a source's frames and its events."""
         self.events.update(event.type for event in events or [])
-        for result in results:
-            self.frames += 1
-            self.faces += len(result.faces)
-            self.frames_with_faces += bool(result.faces)
-            self.emotions.update(face.emotion for face in result.faces)
-            self.last_pts = max(self.last_pts, result.pts)
+        if detections is None or not detections.frames:
+            return
+        self.frames += len(detections.frames)
+        self.faces += len(detections)
+        self.frames_with_faces += int(np.count_nonzero(detections.face_counts()))
+        for class_id, count in zip(*np.unique(detections.class_id, return_counts=True)):
+            self.emotions[names[class_id]] += int(count)
+        self.last_pts = max(self.last_pts, max(frame.pts for frame in detections.frames))
 
     def shares(self) -> dict[str, float]:
         """Share of face-time per emotion (each face in each frame counts once), largest first."""

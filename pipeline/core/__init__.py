@@ -1,0 +1,1 @@
+"""Shared core: typed values, configuration, the Redis contract, errors, metrics, URIs, shutdown."""

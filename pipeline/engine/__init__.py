@@ -1,0 +1,1 @@
+"""The inference engine: the array batch result, preprocessing, the detector and the stages around it."""

@@ -1,0 +1,123 @@
+"""The array result of a batch, in the manner of supervision's `Detections`.
+
+One `Detections` holds every face of a batch of frames as parallel arrays; frame `i`
+owns rows `offsets[i]:offsets[i + 1]`. Tracking fills `tracker_id`, events read the
+arrays, and JSON is made only inside the sinks.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+
+UNTRACKED = -1
+"""`tracker_id` of a face that no track holds."""
+
+
+@dataclass(frozen=True)
+class FrameInfo:
+    """What the results need to know of one processed frame (never its pixels)."""
+
+    source_id: str
+    index: int
+    pts: float
+    """Presentation time in seconds from the start of the source."""
+    wall_time: float
+    """Unix time (seconds) at which the frame was received from the decoder."""
+    width: int
+    height: int
+
+
+@dataclass
+class Detections:
+    """Faces of a batch of frames as arrays; rows of frame `i` are `offsets[i]:offsets[i+1]`."""
+
+    frames: list[FrameInfo]
+    offsets: np.ndarray
+    """int64 [frames + 1], starting at 0."""
+    xyxy: np.ndarray
+    """float32 [faces, 4]: x1, y1, x2, y2 in source pixels."""
+    confidence: np.ndarray
+    """float32 [faces]: the score of the leading class."""
+    class_id: np.ndarray
+    """int64 [faces]: index of the leading class in the model's names."""
+    scores: np.ndarray
+    """float32 [faces, classes]: every class's score."""
+    tracker_id: np.ndarray
+    """int64 [faces]: track id per source, UNTRACKED where none."""
+
+    @classmethod
+    def empty(cls, frames: list[FrameInfo], classes: int) -> Detections:
+        """No face in any of `frames`."""
+        return cls(
+            list(frames),
+            np.zeros(len(frames) + 1, np.int64),
+            np.zeros((0, 4), np.float32),
+            np.zeros(0, np.float32),
+            np.zeros(0, np.int64),
+            np.zeros((0, classes), np.float32),
+            np.zeros(0, np.int64),
+        )
+
+    @classmethod
+    def from_rows(cls, frames: list[FrameInfo], counts: np.ndarray, rows: np.ndarray, classes: int) -> Detections:
+        """Build from one host array `rows` [faces, 6 + classes] (x1 y1 x2 y2 conf cls scores...) and per-frame counts."""
+        offsets = np.zeros(len(frames) + 1, np.int64)
+        np.cumsum(counts, out=offsets[1:])
+        return cls(
+            list(frames),
+            offsets,
+            np.ascontiguousarray(rows[:, :4], np.float32),
+            np.ascontiguousarray(rows[:, 4], np.float32),
+            rows[:, 5].astype(np.int64),
+            np.ascontiguousarray(rows[:, 6 : 6 + classes], np.float32),
+            np.full(len(rows), UNTRACKED, np.int64),
+        )
+
+    def __len__(self) -> int:
+        """Number of faces in the batch."""
+        return len(self.confidence)
+
+    def rows(self, frame: int) -> slice:
+        """The rows of frame number `frame` of this batch."""
+        return slice(int(self.offsets[frame]), int(self.offsets[frame + 1]))
+
+    def face_counts(self) -> np.ndarray:
+        """Faces per frame."""
+        return np.diff(self.offsets)
+
+    def select(self, frames: list[int]) -> Detections:
+        """A new `Detections` of the given frames (by position in this batch), in that order."""
+        counts = self.face_counts()[frames] if frames else np.zeros(0, np.int64)
+        picked = (np.concatenate([np.arange(self.offsets[i], self.offsets[i + 1]) for i in frames])
+                  if frames else np.zeros(0, np.int64))
+        offsets = np.zeros(len(frames) + 1, np.int64)
+        np.cumsum(counts, out=offsets[1:])
+        return Detections(
+            [self.frames[i] for i in frames],
+            offsets,
+            self.xyxy[picked],
+            self.confidence[picked],
+            self.class_id[picked],
+            self.scores[picked],
+            self.tracker_id[picked],
+        )
+
+    @classmethod
+    def merge(cls, parts: list[Detections], classes: int) -> Detections:
+        """One `Detections` of `parts` in order (their frames one after another)."""
+        if not parts:
+            return cls.empty([], classes)
+        counts = np.concatenate([part.face_counts() for part in parts])
+        offsets = np.zeros(len(counts) + 1, np.int64)
+        np.cumsum(counts, out=offsets[1:])
+        return cls(
+            [frame for part in parts for frame in part.frames],
+            offsets,
+            np.concatenate([part.xyxy for part in parts]),
+            np.concatenate([part.confidence for part in parts]),
+            np.concatenate([part.class_id for part in parts]),
+            np.concatenate([part.scores for part in parts]),
+            np.concatenate([part.tracker_id for part in parts]),
+        )

@@ -1,0 +1,221 @@
+"""Batched emotion detection on any ultralytics detection model, full class scores kept.
+
+Pre- and post-processing mirror `YOLO.predict` step for step (letterbox rules, NMS, box
+scaling), so results match it; the differences are batching across frames, keeping every
+kept face's whole class-score vector, and returning a batch's faces as one `Detections`
+filled by a single device-to-host copy.
+"""
+
+from __future__ import annotations
+
+import functools
+import logging
+from dataclasses import dataclass
+from enum import Enum
+from pathlib import Path
+
+import numpy as np
+import torch
+from ultralytics.nn.autobackend import AutoBackend
+from ultralytics.utils.nms import non_max_suppression
+
+from exporters.cache import file_digest
+from exporters.metadata import read_sidecar
+from pipeline.core.errors import ModelError
+from pipeline.engine.batch import Detections, FrameInfo
+from pipeline.engine.forward import CompileMode, ForwardPass
+from pipeline.engine.preprocess import (
+    CpuLetterbox,
+    DeviceLetterbox,
+    LetterboxPlan,
+    ModelInput,
+    normalise,
+    plan_batch,
+)
+
+log = logging.getLogger(__name__)
+
+
+class LetterboxPlace(str, Enum):
+    """Where frames are letterboxed (`model.letterbox`)."""
+
+    AUTO = "auto"
+    """On the device for CUDA, else OpenCV on the CPU."""
+    CPU = "cpu"
+    DEVICE = "device"
+
+
+@dataclass(frozen=True)
+class DetectorSettings:
+    """How frames become model input and raw model output becomes faces."""
+
+    imgsz: int = 640
+    conf: float = 0.25
+    iou: float = 0.7
+    max_det: int = 100
+    agnostic_nms: bool = True
+    """One box per face: suppress overlapping boxes across classes (the scores keep every class)."""
+    half: bool | None = None
+    """FP16 for .pt weights; None: on CUDA yes, elsewhere no."""
+    compile: CompileMode = CompileMode.OFF
+    letterbox: LetterboxPlace = LetterboxPlace.AUTO
+    batch: int = 8
+    """The batch size the forward pass is built for (CUDA graphs and compiled code pad to it)."""
+
+
+class EmotionDetector:
+    """Loads a detection model through `AutoBackend` and runs frames in batches.
+
+    Three steps, so that a staged engine can overlap them: `prepare` (letterbox and upload),
+    `infer` (forward, NMS, one device-to-host copy, boxes back to source pixels) and, for
+    callers that need neither, `detect` doing both.
+    """
+
+    def __init__(
+        self,
+        weights: str | Path,
+        device: str = "cpu",
+        settings: DetectorSettings | None = None,
+        model_id: str | None = None,
+    ) -> None:
+        """`model_id` names the model in outputs; by default the weights' name and content hash."""
+        self.weights = Path(weights)
+        self.settings = settings or DetectorSettings()
+        self.device = _torch_device(device)
+        half = self.settings.half if self.settings.half is not None else self.device.type == "cuda"
+        self.backend = _load_backend(self.weights, self.device, half and self.weights.suffix == ".pt")
+        self.export_metadata = read_sidecar(self.weights)
+        if self.export_metadata and self.format == "openvino" and self.export_metadata.precision == "fp32":
+            _openvino_fp32(self.backend, self.weights)
+        self.max_batch = self.export_metadata.max_batch if self.export_metadata else None
+        self.names: list[str] = [self.backend.names[i] for i in sorted(self.backend.names)]
+        self.model_id = model_id or model_id_for(self.weights)
+        self.stride = int(max(self.backend.stride, 32) if isinstance(self.backend.stride, int) else 32)
+        self._rect_ok = self.backend.format == "pt" or bool(getattr(self.backend, "dynamic", False))
+        self.forward = ForwardPass(self.backend, self.device, self.settings.compile, self.settings.batch)
+        place = self.settings.letterbox
+        on_device = place is LetterboxPlace.DEVICE or (place is LetterboxPlace.AUTO and self.device.type == "cuda")
+        self._device_letterbox = DeviceLetterbox(self.device, self.fp16) if on_device else None
+        self._cpu_letterbox = CpuLetterbox()
+
+    @property
+    def format(self) -> str:
+        """The runtime format AutoBackend picked (pt, onnx, openvino, engine, ...)."""
+        return str(self.backend.format)
+
+    @property
+    def fp16(self) -> bool:
+        """True when the model takes FP16 input."""
+        return bool(self.backend.fp16)
+
+    @property
+    def description(self) -> str:
+        """Runtime, device, precision and preprocessing in a few words, for logs and benchmarks."""
+        where = "device" if self._device_letterbox else "cpu"
+        return (f"{self.format} on {self.device} {'fp16' if self.fp16 else 'fp32'}, letterbox on {where}"
+                + (f", {self.forward.mode.value}" if self.forward.mode is not CompileMode.OFF else ""))
+
+    def prepare(self, images: list[np.ndarray]) -> ModelInput:
+        """Letterbox and normalise uint8 BGR frames into the model's input on its device."""
+        plans = plan_batch([image.shape[:2] for image in images], self.settings.imgsz, self.stride, self._rect_ok)
+        if self._device_letterbox is not None:
+            return self._device_letterbox(images, plans)
+        batch = torch.from_numpy(self._cpu_letterbox(images, plans)).to(self.device)
+        return ModelInput(normalise(batch, self.fp16), plans)
+
+    def infer(self, model_input: ModelInput, frames: list[FrameInfo] | None = None) -> Detections:
+        """Forward pass and NMS; boxes in each frame's own pixels (`frames` give sizes that differ
+        from the prepared images, e.g. frames downscaled into shared memory)."""
+        plans = model_input.plans
+        frames = frames or [FrameInfo("", i, 0.0, 0.0, plan.width, plan.height) for i, plan in enumerate(plans)]
+        model_input.wait()
+        with torch.inference_mode():
+            tensor = model_input.tensor
+            step = self.max_batch or len(tensor)
+            raw = torch.cat([self.forward(tensor[start : start + step]) for start in range(0, len(tensor), step)])
+            kept, indices = non_max_suppression(
+                raw,
+                self.settings.conf,
+                self.settings.iou,
+                agnostic=self.settings.agnostic_nms,
+                max_det=self.settings.max_det,
+                return_idxs=True,
+            )
+            classes = len(self.names)
+            counts = np.array([len(k) for k in kept], np.int64)
+            if not counts.sum():
+                return Detections.empty(frames, classes)
+            rows = torch.cat([
+                torch.cat([k[:, :6].float(), raw[i, 4 : 4 + classes, idx.long()].T.float()], 1)
+                for i, (k, idx) in enumerate(zip(kept, indices)) if len(k)
+            ]).cpu().numpy()  # the batch's one device-to-host copy
+        _to_source_pixels(rows, counts, plans, frames)
+        return Detections.from_rows(frames, counts, rows, classes)
+
+    def detect(self, images: list[np.ndarray], frames: list[FrameInfo] | None = None) -> Detections:
+        """`prepare` then `infer`: the faces of uint8 BGR images."""
+        if not images:
+            return Detections.empty(frames or [], len(self.names))
+        return self.infer(self.prepare(images), frames)
+
+
+def _to_source_pixels(rows: np.ndarray, counts: np.ndarray, plans: list[LetterboxPlan], frames: list[FrameInfo]) -> None:
+    """Boxes from model input to frame pixels in place: undo the padding and scale like
+    ultralytics' `scale_boxes`, clip to the image, then scale to the frame's own size."""
+    owner = np.repeat(np.arange(len(plans)), counts)
+    geometry = np.array([
+        (plan.left, plan.top, plan.new_w / plan.width, plan.new_h / plan.height, plan.width, plan.height,
+         frame.width / plan.width, frame.height / plan.height)
+        for plan, frame in zip(plans, frames)
+    ], np.float32)[owner]
+    left, top, gain_x, gain_y, width, height, to_frame_x, to_frame_y = geometry.T
+    boxes = rows[:, :4]
+    boxes[:, [0, 2]] = ((boxes[:, [0, 2]] - left[:, None]) / gain_x[:, None]).clip(0, width[:, None])
+    boxes[:, [1, 3]] = ((boxes[:, [1, 3]] - top[:, None]) / gain_y[:, None]).clip(0, height[:, None])
+    boxes[:, [0, 2]] *= to_frame_x[:, None]
+    boxes[:, [1, 3]] *= to_frame_y[:, None]
+
+
+def model_id_for(weights: Path) -> str:
+    """A short, stable id of a weights file or export folder: name plus content hash."""
+    return f"{weights.stem}-{file_digest(weights)[:8]}"
+
+
+def _torch_device(device: str) -> torch.device:
+    if device.startswith("cuda") and not torch.cuda.is_available():
+        raise ModelError(f"device {device!r} requested but CUDA is not available on this machine")
+    try:
+        return torch.device(device)
+    except RuntimeError:
+        raise ModelError(f"unknown device {device!r}: use cpu or cuda:N") from None
+
+
+def _openvino_fp32(backend: AutoBackend, weights: Path) -> None:
+    """Recompile an OpenVINO model with FP32 inference (the CPU plugin otherwise picks bf16 where it can).
+
+    AutoBackend has no precision option, so this replaces its compiled model in place.
+    """
+    import openvino as ov
+
+    core = ov.Core()
+    xml = weights if weights.is_file() else next(weights.glob("*.xml"))
+    config = {"PERFORMANCE_HINT": "LATENCY", "INFERENCE_PRECISION_HINT": ov.Type.f32}
+    openvino_backend = backend.backend
+    openvino_backend.compile_model = functools.partial(core.compile_model, device_name="CPU", config=config)
+    openvino_backend.ov_compiled_model = openvino_backend.compile_model(core.read_model(str(xml)))
+
+
+def _load_backend(weights: Path, device: torch.device, half: bool) -> AutoBackend:
+    if not weights.exists():
+        raise ModelError(f"weights not found: {weights}")
+    try:
+        backend = AutoBackend(str(weights), device=device, fp16=half, fuse=True, verbose=False, end2end=False)
+    except Exception as exc:  # AutoBackend raises many types for unreadable files
+        reason = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+        raise ModelError(f"cannot load weights {weights}: {reason}") from None
+    task = getattr(backend, "task", None) or getattr(getattr(backend, "model", None), "task", None)
+    if task not in (None, "detect"):
+        raise ModelError(f"{weights} is a {task} model; emotion-stream needs a detection model")
+    if getattr(backend, "end2end", False):
+        raise ModelError(f"{weights} is an end-to-end export without per-class scores; export it with end2end=False")
+    return backend

@@ -1,0 +1,50 @@
+"""The detectors a configuration asks for: one per device, the CPU fast path for .pt weights on the CPU."""
+
+from __future__ import annotations
+
+import logging
+from pathlib import Path
+
+from exporters.cache import cached_cpu_export
+from pipeline.core.config import ModelConfig
+from pipeline.core.errors import ModelError
+from pipeline.engine.detector import DetectorSettings, EmotionDetector, LetterboxPlace
+from pipeline.engine.forward import CompileMode
+
+log = logging.getLogger(__name__)
+
+
+def detector_settings(model: ModelConfig, batch: int) -> DetectorSettings:
+    """`DetectorSettings` from the `model` section and the batch size."""
+    return DetectorSettings(
+        imgsz=model.imgsz,
+        conf=model.conf,
+        iou=model.iou,
+        max_det=model.max_det,
+        agnostic_nms=model.agnostic_nms,
+        half=None if model.half == "auto" else model.half == "true",
+        compile=CompileMode(model.compile),
+        letterbox=LetterboxPlace(model.letterbox),
+        batch=batch,
+    )
+
+
+def load_detector(model: ModelConfig, batch: int, device: str | None = None) -> EmotionDetector:
+    """The detector for `model` on `device` (default: the first configured), taking the CPU fast path
+    (an OpenVINO or ONNX export, made once and cached) for .pt weights on the CPU."""
+    if not model.weights:
+        raise ModelError("no weights given: pass --weights or set model.weights in the config")
+    device = device or (model.devices or ["cpu"])[0]
+    settings = detector_settings(model, batch)
+    weights = Path(model.weights)
+    if weights.suffix != ".pt" or device != "cpu" or model.cpu_backend == "pytorch":
+        return EmotionDetector(weights, device, settings)
+    source_model = EmotionDetector(weights, "cpu", settings)  # validates the weights before exporting
+    fast = EmotionDetector(cached_cpu_export(weights, model.cpu_backend), "cpu", settings, source_model.model_id)
+    log.info("CPU fast path: %s weights run on %s (%s)", weights.name, fast.format, fast.weights)
+    return fast
+
+
+def load_detectors(model: ModelConfig, batch: int) -> list[EmotionDetector]:
+    """One detector per configured device (`model.device: cuda:0,cuda:1`), each an engine lane."""
+    return [load_detector(model, batch, device) for device in model.devices or ["cpu"]]

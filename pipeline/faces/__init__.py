@@ -1,0 +1,1 @@
+"""Faces over time: tracking, events, per-source analytics, the summary and the interview report."""

@@ -1,0 +1,135 @@
+"""The engine's feed for recorded files: several files decoded at once, batches across them.
+
+Up to `open_files` files are decoded at the same time, each on its own thread (PyAV releases
+the GIL while decoding; a long file may also decode in segment processes, see `segments`).
+Their frames meet in one bounded queue, so decoders wait when inference is behind: files
+never drop frames. A file's status travels in the same queue, in order with its frames:
+`live` before its first frame, `ended` (or `failed` with the reason, when the file is
+damaged) after its last.
+"""
+
+from __future__ import annotations
+
+import logging
+import queue
+import threading
+from collections.abc import Iterator
+from dataclasses import dataclass
+from typing import Protocol
+
+from pipeline.core.states import SourceState
+from pipeline.core.types import Entry, Frame, StatusChange
+
+log = logging.getLogger(__name__)
+
+_POLL_S = 0.1
+
+
+class FrameSource(Protocol):
+    """What the feed reads: a file source (`VideoFileSource` or `SegmentedVideoSource`)."""
+
+    source_id: str
+    stopped_early: str | None
+
+    def __iter__(self) -> Iterator[Frame]:
+        """Frames in order."""
+
+    def frame_interval_s(self) -> float:
+        """Seconds between processed frames."""
+
+    def close(self) -> None:
+        """Release the file."""
+
+
+@dataclass
+class _Done:
+    """A decoder thread has no more files."""
+
+
+class FileFeed:
+    """Frames and statuses of many files for the engine (`FrameFeed`)."""
+
+    def __init__(self, sources: list[FrameSource], open_files: int = 4, queue_size: int = 64,
+                 max_wait_s: float = 0.025) -> None:
+        self.max_wait_s = max_wait_s
+        self._jobs: queue.Queue[FrameSource] = queue.Queue()
+        for source in sources:
+            self._jobs.put(source)
+        self._queue: queue.Queue[Entry | _Done] = queue.Queue(maxsize=max(1, queue_size))
+        self._stop = threading.Event()
+        self._failed: set[str] = set()
+        self._workers = [
+            threading.Thread(target=self._decode_files, name=f"file-decoder{n}", daemon=True)
+            for n in range(max(1, min(open_files, len(sources))))
+        ]
+        self._running = len(self._workers)
+        for worker in self._workers:
+            worker.start()
+
+    def next_batch(self, max_frames: int) -> list[Entry] | None:
+        """Up to `max_frames` frames and the statuses between them; None when every file is done."""
+        entries: list[Entry] = []
+        frames = 0
+        timeout = _POLL_S
+        while frames < max_frames and self._running:
+            try:
+                item = self._queue.get(timeout=timeout)
+            except queue.Empty:
+                break
+            if isinstance(item, _Done):
+                self._running -= 1
+                continue
+            entries.append(item)
+            frames += isinstance(item, Frame)
+            timeout = self.max_wait_s
+        if not entries and not self._running:
+            return None
+        return entries
+
+    def release(self, frames: list[Frame]) -> None:
+        """Nothing to give back: file frames own their images."""
+
+    def fail(self, source_id: str, reason: str) -> None:
+        """Stop decoding a file that failed downstream."""
+        self._failed.add(source_id)
+
+    def stop(self) -> None:
+        """Stop every decoder; open files end with what was decoded, the rest are not started."""
+        self._stop.set()
+
+    def _decode_files(self) -> None:
+        try:
+            while not self._stop.is_set():
+                try:
+                    source = self._jobs.get_nowait()
+                except queue.Empty:
+                    break
+                self._decode(source)
+        finally:
+            self._queue.put(_Done())
+
+    def _decode(self, source: FrameSource) -> None:
+        source_id = source.source_id
+        self._put(StatusChange(source_id, SourceState.LIVE, info={"frame_interval_s": source.frame_interval_s()}))
+        state, reason = SourceState.ENDED, ""
+        try:
+            for frame in source:
+                if self._stop.is_set() or source_id in self._failed or not self._put(frame):
+                    reason = "stopped"
+                    break
+            if source.stopped_early:
+                state, reason = SourceState.FAILED, source.stopped_early
+        except Exception as exc:  # a decoder error fails this file; the others go on
+            state, reason = SourceState.FAILED, f"decoding failed: {exc}"
+        finally:
+            source.close()
+        self._put(StatusChange(source_id, state, reason), even_when_stopped=True)
+
+    def _put(self, item: Entry, even_when_stopped: bool = False) -> bool:
+        while even_when_stopped or not self._stop.is_set():
+            try:
+                self._queue.put(item, timeout=_POLL_S)
+                return True
+            except queue.Full:
+                continue
+        return False

@@ -1,0 +1,1 @@
+"""Live sources: decoder processes, shared-memory frames, the supervisor and the serve loop."""

@@ -1,0 +1,152 @@
+"""`emotion-stream serve`: many live sources through the staged engine into Redis, for weeks.
+
+Decoder processes (`supervisor`) feed shared memory, `LiveFeed` makes fair batches with
+each source's status changes in order, the `Watchdog` restarts stalled decoders on its own
+thread, and the engine (`engine.stages`) overlaps preprocessing, inference, tracking and
+writing. This module wires them, logs metrics, and on SIGINT/SIGTERM stops the decoders,
+lets the engine finish what is in flight and flushes the sinks.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from pipeline.core.config import PipelineConfig, SourceSpec
+from pipeline.core.contract import RedisKeys
+from pipeline.core.errors import ConfigError
+from pipeline.core.metrics import PipelineMetrics
+from pipeline.core.shutdown import StopSignals
+from pipeline.core.stage_times import StageTimes
+from pipeline.engine.detector import EmotionDetector
+from pipeline.engine.loading import load_detectors
+from pipeline.engine.stages import Engine
+from pipeline.faces.analytics import SourceAnalytics
+from pipeline.live.feed import LiveFeed
+from pipeline.live.supervisor import DecoderSupervisor
+from pipeline.live.watchdog import Watchdog
+from pipeline.sinks.files import FileSink
+from pipeline.sinks.redis_sink import RedisSink
+from pipeline.sinks.redis_writer import Command, RedisWriter
+from pipeline.sinks.source_output import SourceOutput
+
+log = logging.getLogger(__name__)
+
+
+@dataclass
+class ServeReport:
+    """How a serving run ended, per source."""
+
+    seconds: float = 0.0
+    frames: dict[str, int] = field(default_factory=dict)
+    dropped: dict[str, int] = field(default_factory=dict)
+    reconnects: dict[str, int] = field(default_factory=dict)
+    states: dict[str, str] = field(default_factory=dict)
+    redis_unwritten: int = 0
+    failures: dict[str, str] = field(default_factory=dict)
+    """Sources failed downstream (tracker or sink), with the reason."""
+    metrics: PipelineMetrics | None = None
+    stages: str = ""
+    """Busy share of each engine stage over the run."""
+
+
+def serve(
+    config: PipelineConfig,
+    detectors: list[EmotionDetector] | None = None,
+    realtime_files: bool = False,
+    max_seconds: float | None = None,
+) -> ServeReport:
+    """Run every configured source until all have ended or failed, a stop signal, or `max_seconds`."""
+    if not config.sources:
+        raise ConfigError("no sources configured: add a 'sources:' list (see configs/cameras.yaml)")
+    detectors = detectors or load_detectors(config.model, config.batching.batch)
+    times = StageTimes()
+    metrics = PipelineMetrics([spec.id for spec in config.sources], config.metrics.log_interval_s,
+                              config.metrics.port, times)
+    writer = _writer(config, RedisKeys(config.redis.prefix), metrics)
+    supervisor = DecoderSupervisor(config.sources, config.live, config.batching.batch, realtime_files)
+    outputs = {
+        handle.spec.id: _output(config, handle.spec, handle.live, detectors[0], writer, metrics)
+        for handle in supervisor.handles.values()
+    }
+    feed = LiveFeed(supervisor, config.batching.max_wait_ms / 1000)
+    watchdog = Watchdog(supervisor)
+    engine = Engine(detectors, feed, outputs, config.batching.batch, times, on_written=metrics.processed)
+    report = ServeReport(metrics=metrics)
+    started = time.monotonic()
+    stopping = False
+
+    def tick() -> None:
+        nonlocal stopping
+        _update_counters(supervisor, outputs, metrics)
+        metrics.maybe_log()
+        if not stopping and (stop.requested.is_set() or (max_seconds and time.monotonic() - started > max_seconds)):
+            stopping = True
+            watchdog.stop()
+            supervisor.stop()  # open sources end; the engine finishes what is in flight, then the feed is done
+
+    supervisor.start()
+    watchdog.start()
+    engine.start()
+    try:
+        with StopSignals() as stop:
+            engine.wait(tick, interval_s=0.2)
+    finally:
+        engine.abort()  # only matters when wait() raised
+        watchdog.stop()
+        supervisor.stop()
+        supervisor.close()
+        _update_counters(supervisor, outputs, metrics)
+        for source_id, handle in supervisor.handles.items():
+            output = outputs[source_id]
+            output.close()
+            report.frames[source_id] = metrics.sources[source_id].frames
+            report.dropped[source_id] = handle.dropped
+            report.reconnects[source_id] = handle.reconnects
+            report.states[source_id] = output.state.value
+            if output.failure:
+                report.failures[source_id] = output.failure
+        if writer is not None:
+            report.redis_unwritten = writer.close(config.redis.timeout_s)
+        report.seconds = time.monotonic() - started
+        report.stages = times.overall()
+    return report
+
+
+def _output(config: PipelineConfig, spec: SourceSpec, live: bool, detector: EmotionDetector,
+            writer: RedisWriter | None, metrics: PipelineMetrics) -> SourceOutput:
+    analytics = SourceAnalytics(spec.id, detector.names, config.tracking, config.events, spec.stride / 30.0)
+    files = FileSink(Path(config.output.dir) / spec.id, detector.names, detector.model_id) if config.output.files else None
+    redis_sink = None
+    if writer is not None:
+        redis_sink = RedisSink(writer, spec.id, detector.model_id, RedisKeys(config.redis.prefix), config.redis.maxlen,
+                               spec.uri, live=live)
+    return SourceOutput(spec.id, detector.names, analytics, files, redis_sink,
+                        on_status=lambda change: metrics.state(change.source_id, change.state.value))
+
+
+def _writer(config: PipelineConfig, keys: RedisKeys, metrics: PipelineMetrics) -> RedisWriter | None:
+    if not config.redis.url:
+        log.warning("no Redis configured: results go to the file outputs only")
+        return None
+    frames_prefix = keys.frames("")
+
+    def record_latency(commands: list[Command], written_at: float) -> None:
+        for command in commands:
+            if command[0] == "xadd" and command[1].startswith(frames_prefix) and command[5] is not None:
+                metrics.latency(command[1][len(frames_prefix):], written_at - command[5])
+
+    spill = Path(config.redis.spill_dir) / "serve.jsonl"
+    return RedisWriter(config.redis.url, config.redis.timeout_s, config.redis.buffer_entries, spill,
+                       on_written=record_latency)
+
+
+def _update_counters(supervisor: DecoderSupervisor, outputs: dict[str, SourceOutput], metrics: PipelineMetrics) -> None:
+    for source_id, handle in supervisor.handles.items():
+        metrics.set_dropped(source_id, handle.dropped)
+        redis_sink = outputs[source_id].redis
+        if redis_sink is not None:
+            redis_sink.dropped = handle.dropped
+            redis_sink.reconnects = handle.reconnects

@@ -1,0 +1,93 @@
+"""One source's whole downstream: tracking and events, then its file and Redis sinks and its summary.
+
+The engine calls `track` and `status_events` on its post thread and `write` and `status` on
+its sink thread, always in the source's frame order. The frame JSON is made once per batch
+and shared by both sinks.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections.abc import Callable
+
+from pipeline.core.states import SourceState
+from pipeline.core.types import StatusChange
+from pipeline.engine.batch import Detections
+from pipeline.faces.analytics import SourceAnalytics
+from pipeline.faces.events import FaceEvent
+from pipeline.faces.summary import TimelineSummary
+from pipeline.sinks.files import FileSink
+from pipeline.sinks.payload import frame_payloads
+from pipeline.sinks.redis_sink import RedisSink
+
+log = logging.getLogger(__name__)
+
+
+class SourceOutput:
+    """Analytics, sinks and summary of one source; implements the engine's `SourceOutput`."""
+
+    def __init__(
+        self,
+        source_id: str,
+        names: list[str],
+        analytics: SourceAnalytics,
+        files: FileSink | None = None,
+        redis: RedisSink | None = None,
+        on_status: Callable[[StatusChange], None] | None = None,
+    ) -> None:
+        self.source_id = source_id
+        self.names = names
+        self.analytics = analytics
+        self.files = files
+        self.redis = redis
+        self.on_status = on_status
+        self.summary = TimelineSummary()
+        self.state = SourceState.CONNECTING
+        self.failure: str | None = None
+
+    def track(self, detections: Detections) -> list[FaceEvent]:
+        """Track ids into `detections`, and the events of these frames."""
+        return self.analytics.process(detections)
+
+    def status_events(self, change: StatusChange) -> list[FaceEvent]:
+        """A final state closes every open track (face_exit); a known frame rate sets the event clock."""
+        interval = change.info.get("frame_interval_s")
+        if interval:
+            self.analytics.events.frame_interval_s = interval
+        return self.analytics.finish(time.time()) if change.state.final else []
+
+    def write(self, detections: Detections | None, events: list[FaceEvent]) -> int:
+        """Frames to the timeline files and Redis, events to events.jsonl and Redis; returns frames written."""
+        payloads = frame_payloads(detections, self.names) if detections is not None else []
+        if self.files is not None:
+            self.files.write(payloads)
+            self.files.write_events(events)
+        if self.redis is not None:
+            self.redis.write(payloads)
+            self.redis.events(events)
+        self.summary.add(detections, self.names, events)
+        return len(payloads)
+
+    def status(self, change: StatusChange) -> None:
+        """Record a state change (Redis status hash, source_status event)."""
+        self.state = change.state
+        if self.redis is not None:
+            self.redis.status(change.state, change.reason)
+        if self.on_status is not None:
+            self.on_status(change)
+
+    def fail(self, reason: str) -> None:
+        """The source failed downstream: nothing more is written for it; Redis is told where it still answers."""
+        self.failure = reason
+        self.state = SourceState.FAILED
+        if self.redis is not None:
+            try:
+                self.redis.status(SourceState.FAILED, reason)
+            except Exception:  # the Redis side may be what failed
+                log.debug("%s: could not record the failure in Redis", self.source_id, exc_info=True)
+
+    def close(self) -> None:
+        """Flush and close the file sink (Redis commands are flushed by the shared writer)."""
+        if self.files is not None:
+            self.files.close()
