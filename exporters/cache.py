@@ -13,7 +13,7 @@ import shutil
 import tempfile
 from pathlib import Path
 
-from pipeline.errors import ModelError
+from pipeline.core.errors import ModelError
 
 log = logging.getLogger(__name__)
 

@@ -10,7 +10,7 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
-from pipeline.errors import ModelError
+from pipeline.core.errors import ModelError
 
 
 def require_tensorrt() -> str:

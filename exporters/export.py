@@ -16,7 +16,7 @@ from exporters.cache import file_digest
 from exporters.engine import require_tensorrt
 from exporters.metadata import ExportMetadata, write_sidecar
 from exporters.triton import build_repository
-from pipeline.errors import ConfigError, ModelError
+from pipeline.core.errors import ConfigError, ModelError
 
 log = logging.getLogger(__name__)
 
@@ -138,7 +138,7 @@ def _triton(request: ExportRequest, weights: Path, out: Path, names: list[str]) 
 
 
 def _class_names(weights: Path) -> list[str]:
-    from pipeline.detector import EmotionDetector
+    from pipeline.engine.detector import EmotionDetector
 
     return EmotionDetector(weights, "cpu").names
 

@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 import redis
 
-from pipeline.redis_server import LocalRedisServer
+from pipeline.sinks.redis_server import LocalRedisServer
 from training.demo_model import DEMO_IMGSZ, demo_model
 from training.synthetic_video import FaceTruth, default_script, render_scripted_video
 

@@ -11,7 +11,7 @@ import pytest
 import redis
 
 from pipeline.cli import main
-from pipeline.redis_server import free_port
+from pipeline.sinks.redis_server import free_port
 from tests.videos import gradient_frames, truncate, write_video
 
 

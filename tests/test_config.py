@@ -4,8 +4,8 @@ from pathlib import Path
 
 import pytest
 
-from pipeline.config import DEFAULT_CONFIG, load_config
-from pipeline.errors import ConfigError
+from pipeline.core.config import DEFAULT_CONFIG, load_config
+from pipeline.core.errors import ConfigError
 
 
 def test_shipped_config_loads_with_documented_defaults() -> None:

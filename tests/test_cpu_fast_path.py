@@ -6,10 +6,10 @@ import numpy as np
 import pytest
 
 from exporters.cache import cached_cpu_export
-from pipeline.config import PipelineConfig
-from pipeline.detector import DetectorSettings, EmotionDetector
-from pipeline.runner import load_detector
-from pipeline.sources import VideoFileSource
+from pipeline.core.config import PipelineConfig
+from pipeline.engine.detector import DetectorSettings, EmotionDetector
+from pipeline.files.process import load_detector
+from pipeline.files.sources import VideoFileSource
 from training.script_agreement import iou
 
 

@@ -2,7 +2,7 @@
 
 from pathlib import Path
 
-from pipeline.demo import PASSING_ACCURACY, run_demo
+from pipeline.cli.demo_steps import PASSING_ACCURACY, run_demo
 
 
 def test_demo_recovers_the_scripted_timeline(tmp_path: Path, redis_url: str, weights: Path) -> None:

@@ -7,9 +7,9 @@ import numpy as np
 import pytest
 from ultralytics import YOLO
 
-from pipeline.detector import DetectorSettings, EmotionDetector
-from pipeline.errors import ModelError
-from pipeline.sources import VideoFileSource
+from pipeline.core.errors import ModelError
+from pipeline.engine.detector import DetectorSettings, EmotionDetector
+from pipeline.files.sources import VideoFileSource
 from training.synthetic_faces import FER_CLASSES
 
 

@@ -11,10 +11,10 @@ from pathlib import Path
 import pytest
 import redis
 
-from pipeline.config import EventSettings, PipelineConfig
-from pipeline.events import EventDetector
-from pipeline.runner import process_video
-from pipeline.types import Face, FrameResult
+from pipeline.core.config import EventSettings, PipelineConfig
+from pipeline.core.types import Face, FrameResult
+from pipeline.faces.events import EventDetector
+from pipeline.files.process import process_video
 from training.script_agreement import iou
 from training.synthetic_video import micro_expression_script, scripted_changes, scripted_flashes
 

@@ -14,8 +14,8 @@ from exporters.export import ExportRequest, export
 from exporters.metadata import read_sidecar
 from exporters.triton import anchors_for
 from pipeline.cli import main
-from pipeline.detector import DetectorSettings, EmotionDetector
-from pipeline.sources import VideoFileSource
+from pipeline.engine.detector import DetectorSettings, EmotionDetector
+from pipeline.files.sources import VideoFileSource
 from training.scenes import write_scene_dataset
 from training.script_agreement import iou
 

@@ -4,8 +4,8 @@ import csv
 import json
 from pathlib import Path
 
+from pipeline.core.types import Face, FrameResult
 from pipeline.sinks.files import FileSink
-from pipeline.types import Face, FrameResult
 
 NAMES = ["angry", "happy", "neutral"]
 

@@ -7,10 +7,10 @@ from pathlib import Path
 import pytest
 import redis
 
-from pipeline.config import PipelineConfig
-from pipeline.detector import DetectorSettings, EmotionDetector
-from pipeline.redis_server import free_port
-from pipeline.runner import process_video
+from pipeline.core.config import PipelineConfig
+from pipeline.engine.detector import DetectorSettings, EmotionDetector
+from pipeline.files.process import process_video
+from pipeline.sinks.redis_server import free_port
 from training.synthetic_faces import FER_CLASSES
 
 CONTRACT_FIELDS = {"v", "frame", "pts", "ts", "faces", "model", "lat"}

@@ -13,9 +13,9 @@ from pathlib import Path
 import pytest
 import redis
 
-from pipeline.config import PipelineConfig, SourceSpec
-from pipeline.redis_server import LocalRedisServer, free_port
-from pipeline.serve import serve
+from pipeline.core.config import PipelineConfig, SourceSpec
+from pipeline.live.serve import serve
+from pipeline.sinks.redis_server import LocalRedisServer, free_port
 from tests.rtsp import RtspServer
 
 
@@ -186,13 +186,13 @@ def test_metrics_endpoint_and_periodic_line(
         scraped.append(urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics", timeout=5).read().decode())
 
     timer = _after(4, scrape)
-    with caplog.at_level("INFO", logger="pipeline.metrics"):
+    with caplog.at_level("INFO", logger="pipeline.core.metrics"):
         report = serve(config, realtime_files=True, max_seconds=6)
     timer.join()
     text = scraped[0]
     assert 'emotion_frames_total{source="clip"}' in text
     assert 'emotion_source_state{source="clip",state="live"} 1.0' in text
     assert "emotion_dropped_frames_total" in text and "emotion_reconnects_total" in text
-    lines = [record.getMessage() for record in caplog.records if record.name == "pipeline.metrics"]
+    lines = [record.getMessage() for record in caplog.records if record.name == "pipeline.core.metrics"]
     assert any(line.startswith("clip ") and "fps drop" in line and "[live]" in line for line in lines)
     assert report.frames["clip"] > 30

@@ -8,8 +8,8 @@ import cv2
 import numpy as np
 import pytest
 
-from pipeline.errors import SourceError
-from pipeline.sources import VideoFileSource, source_id_for
+from pipeline.core.errors import SourceError
+from pipeline.files.sources import VideoFileSource, source_id_for
 from tests.videos import gradient_frames, truncate, write_video
 
 

@@ -6,7 +6,7 @@ import pytest
 import yaml
 
 from pipeline.cli import main
-from pipeline.detector import DetectorSettings, EmotionDetector
+from pipeline.engine.detector import DetectorSettings, EmotionDetector
 from training.augment import PAPER_PROBABILITIES, augmentation_grid, paper_augmentations
 from training.fer2013 import write_fer2013_csv
 from training.synthetic_faces import FER_CLASSES, synthetic_fer
@@ -33,7 +33,7 @@ def test_paper_protocol_is_the_default_config() -> None:
 def test_overrides_and_their_errors() -> None:
     config = load_train_config(overrides=["epochs=3", "dataset.mode=paper", "augment.paper=false"])
     assert config.train["epochs"] == 3 and config.dataset.mode == "paper" and config.augment.paper is False
-    from pipeline.errors import ConfigError
+    from pipeline.core.errors import ConfigError
 
     with pytest.raises(ConfigError, match="'epoch' is not an ultralytics training argument .*did you mean 'epochs'"):
         load_train_config(overrides=["epoch=3"])

@@ -21,7 +21,7 @@ import cv2
 import numpy as np
 import yaml
 
-from pipeline.detector import DetectorSettings, EmotionDetector
+from pipeline.engine.detector import DetectorSettings, EmotionDetector
 from training.fer2013 import DatasetError
 from training.script_agreement import iou
 

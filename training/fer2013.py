@@ -18,7 +18,7 @@ from pathlib import Path
 import cv2
 import numpy as np
 
-from pipeline.errors import EmotionStreamError
+from pipeline.core.errors import EmotionStreamError
 from training.synthetic_faces import FER_CLASSES, FER_SIZE
 
 USAGES = ("Training", "PublicTest", "PrivateTest")

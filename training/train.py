@@ -7,7 +7,7 @@ import warnings
 from dataclasses import dataclass
 from pathlib import Path
 
-from pipeline.errors import ConfigError
+from pipeline.core.errors import ConfigError
 from training.augment import augmentation_grid, paper_augmentations
 from training.dataset_builder import BuildSettings, build_detection_dataset
 from training.fer2013 import DatasetError, load_fer

@@ -8,7 +8,7 @@ from pathlib import Path
 
 import yaml
 
-from pipeline.errors import ConfigError
+from pipeline.core.errors import ConfigError
 
 DEFAULT_TRAIN_CONFIG = Path(__file__).resolve().parent.parent / "configs" / "train_fer2013.yaml"
 
