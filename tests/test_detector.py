@@ -8,6 +8,7 @@ import pytest
 from ultralytics import YOLO
 
 from pipeline.core.errors import ModelError
+from pipeline.engine.batch import Detections
 from pipeline.engine.detector import DetectorSettings, EmotionDetector
 from pipeline.files.sources import VideoFileSource
 from training.synthetic_faces import FER_CLASSES
@@ -19,15 +20,14 @@ def frames(scripted_video: tuple[Path, list]) -> list[np.ndarray]:
     return [frame.image for frame in VideoFileSource(video, stride=6)]
 
 
-def _assert_same_faces(ours: list, reference, names: list[str]) -> None:
-    boxes = reference.boxes
-    assert len(ours) == len(boxes), "face count differs from YOLO.predict"
-    for face, box, conf, cls in zip(ours, boxes.xyxy.numpy(), boxes.conf.numpy(), boxes.cls.numpy()):
-        assert np.abs(np.array(face.box) - box).max() <= 1.0
-        assert face.emotion == names[int(cls)]
-        assert face.score == pytest.approx(float(conf), abs=1e-3)
-        assert max(face.scores.values()) == pytest.approx(face.score, abs=1e-6)
-        assert max(face.scores, key=face.scores.get) == face.emotion
+def _assert_same_faces(ours: Detections, frame: int, reference) -> None:
+    boxes, rows = reference.boxes, ours.rows(frame)
+    assert rows.stop - rows.start == len(boxes), "face count differs from YOLO.predict"
+    assert np.abs(ours.xyxy[rows] - boxes.xyxy.numpy()).max(initial=0) <= 1.0
+    assert (ours.class_id[rows] == boxes.cls.numpy().astype(int)).all()
+    assert np.abs(ours.confidence[rows] - boxes.conf.numpy()).max(initial=0) <= 1e-3
+    assert np.allclose(ours.scores[rows].max(axis=1, initial=0), ours.confidence[rows], atol=1e-6)
+    assert (ours.scores[rows].argmax(axis=1) == ours.class_id[rows]).all()
 
 
 @pytest.mark.parametrize("batch", [1, 5])
@@ -40,9 +40,9 @@ def test_batched_detection_matches_yolo_predict(weights: Path, imgsz: int, frame
         ours = detector.detect(chunk)
         reference = model.predict(chunk, imgsz=imgsz, conf=0.25, iou=0.7, max_det=100, agnostic_nms=True, device="cpu",
                                   verbose=False)
-        for faces, result in zip(ours, reference):
-            _assert_same_faces(faces, result, detector.names)
-            compared += len(faces)
+        for frame, result in enumerate(reference):
+            _assert_same_faces(ours, frame, result)
+        compared += len(ours)
     assert compared > len(frames), "the comparison needs faces to compare"
 
 
@@ -51,12 +51,11 @@ def test_frames_of_different_sizes_in_one_batch(weights: Path, imgsz: int, frame
     detector = EmotionDetector(weights, "cpu", DetectorSettings(imgsz=imgsz))
     ours = detector.detect(mixed)
     reference = YOLO(str(weights)).predict(mixed, imgsz=imgsz, device="cpu", verbose=False, max_det=100, agnostic_nms=True)
-    for faces, result, image in zip(ours, reference, mixed):
-        _assert_same_faces(faces, result, detector.names)
-        for face in faces:
-            x1, y1, x2, y2 = face.box
+    for frame, (result, image) in enumerate(zip(reference, mixed)):
+        _assert_same_faces(ours, frame, result)
+        for x1, y1, x2, y2 in ours.xyxy[ours.rows(frame)]:
             assert 0 <= x1 < x2 <= image.shape[1] and 0 <= y1 < y2 <= image.shape[0]
-    assert sum(len(f) for f in ours) >= len(mixed)
+    assert len(ours) >= len(mixed)
 
 
 def test_class_names_come_from_the_model(weights: Path, imgsz: int) -> None:

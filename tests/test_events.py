@@ -8,11 +8,12 @@ import subprocess
 import sys
 from pathlib import Path
 
+import numpy as np
 import pytest
 import redis
 
 from pipeline.core.config import EventSettings, PipelineConfig
-from pipeline.core.types import Face, FrameResult
+from pipeline.engine.batch import Detections, FrameInfo
 from pipeline.faces.events import EventDetector
 from pipeline.files.process import process_video
 from training.script_agreement import iou
@@ -22,19 +23,30 @@ NAMES = ["angry", "happy", "neutral"]
 FPS = 30
 
 
-def _frames(emotions: list[str]) -> list[FrameResult]:
-    results = []
-    for index, emotion in enumerate(emotions):
-        scores = {name: (0.9 if name == emotion else 0.05) for name in NAMES}
-        face = Face((10, 10, 60, 60), emotion, 0.9, scores, track_id=7)
-        results.append(FrameResult("cam", index, index / FPS, 1000 + index / FPS, 100, 100, [face]))
-    return results
+def _frame(index: int) -> FrameInfo:
+    return FrameInfo("cam", index, index / FPS, 1000 + index / FPS, 100, 100)
+
+
+def _frames(emotions: list[str]) -> Detections:
+    """One frame per emotion, each with one face of track 7 scoring 0.9 for that emotion."""
+    classes = [NAMES.index(emotion) for emotion in emotions]
+    scores = np.full((len(emotions), len(NAMES)), 0.05, np.float32)
+    scores[np.arange(len(emotions)), classes] = 0.9
+    rows = np.column_stack([np.tile([10, 10, 60, 60, 0.9], (len(emotions), 1)), classes, scores])
+    detections = Detections.from_rows([_frame(i) for i in range(len(emotions))], np.ones(len(emotions), np.int64),
+                                      rows, len(NAMES))
+    detections.tracker_id[:] = 7
+    return detections
+
+
+def _updates(detector: EventDetector, emotions: list[str]) -> list:
+    detections = _frames(emotions)
+    return [event for frame in range(len(emotions)) for event in detector.update(detections, frame)]
 
 
 def _events(emotions: list[str]) -> list:
     detector = EventDetector("cam", NAMES, EventSettings(), 1 / FPS)
-    events = [event for result in _frames(emotions) for event in detector.update(result)]
-    return events + detector.finish(2000.0)
+    return _updates(detector, emotions) + detector.finish(2000.0)
 
 
 def test_a_three_frame_flash_is_a_micro_expression() -> None:
@@ -62,15 +74,14 @@ def test_a_lasting_change_is_one_emotion_change_not_a_flash() -> None:
 def test_departures_longer_than_the_micro_bound_are_not_micro_expressions() -> None:
     settings = EventSettings(change_min_ms=2000)  # so a 0.7 s departure is neither a change nor a flash
     detector = EventDetector("cam", NAMES, settings, 1 / FPS)
-    events = [e for r in _frames(["neutral"] * 40 + ["angry"] * 21 + ["neutral"] * 20) for e in detector.update(r)]
+    events = _updates(detector, ["neutral"] * 40 + ["angry"] * 21 + ["neutral"] * 20)
     assert [e.type for e in events] == ["face_enter"]
 
 
 def test_face_exit_after_the_track_disappears() -> None:
     detector = EventDetector("cam", NAMES, EventSettings(exit_after_s=0.5), 1 / FPS)
-    events = [e for r in _frames(["happy"] * 10) for e in detector.update(r)]
-    empty = FrameResult("cam", 40, 40 / FPS, 1000 + 40 / FPS, 100, 100, [])
-    events += detector.update(empty)
+    events = _updates(detector, ["happy"] * 10)
+    events += detector.update(Detections.empty([_frame(40)], len(NAMES)), 0)
     assert [e.type for e in events] == ["face_enter", "face_exit"] and events[1].fields["id"] == 7
 
 

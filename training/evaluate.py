@@ -144,15 +144,19 @@ def _top_face_predictions(
     truth, predicted = [], []
     for start in range(0, len(images), batch):
         frames = [cv2.imread(str(p)) for p in images[start : start + batch]]
-        for frame, label_file, faces in zip(frames, labels[start : start + batch], detector.detect(frames)):
+        detections = detector.detect(frames)
+        for number, (frame, label_file) in enumerate(zip(frames, labels[start : start + batch])):
             height, width = frame.shape[:2]
+            rows = detections.rows(number)
+            faces = list(zip(detections.xyxy[rows].tolist(), detections.confidence[rows].tolist(),
+                             detections.class_id[rows].tolist()))
             for line in label_file.read_text().splitlines():
                 c, cx, cy, w, h = (float(v) for v in line.split())
                 box = ((cx - w / 2) * width, (cy - h / 2) * height, (cx + w / 2) * width, (cy + h / 2) * height)
-                overlapping = [f for f in faces if iou(box, f.box) >= 0.5]
-                best = max(overlapping, key=lambda f: f.score, default=None)
+                overlapping = [face for face in faces if iou(box, face[0]) >= 0.5]
+                best = max(overlapping, key=lambda face: face[1], default=None)
                 truth.append(int(c))
-                predicted.append(names.index(best.emotion) if best else -1)
+                predicted.append(best[2] if best else -1)
     return truth, predicted
 
 

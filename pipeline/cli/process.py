@@ -19,7 +19,6 @@ from pipeline.core.contract import RedisKeys
 from pipeline.core.errors import ConfigError, SourceError
 from pipeline.files.process import RunReport
 
-
 VIDEO_SUFFIXES = {".mp4", ".mkv", ".mov", ".avi", ".webm", ".m4v", ".ts", ".mts", ".flv", ".wmv", ".mpg", ".mpeg"}
 
 

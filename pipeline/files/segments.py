@@ -16,9 +16,9 @@ frame is `first_index` plus its position among its segment's frames; `stride` an
 `max_frames` act on that global index exactly as in `VideoFileSource`.
 
 `SegmentedVideoSource` runs the segments in spawned worker processes, worker w taking
-segments w, w + workers, ...; each decodes into its own shared-memory `FrameRing` (a few
-slots, so a worker waits when the consumer is behind: files never drop frames) and sends
-`SegmentFrame` / `SegmentEnd` messages. The consumer yields segment 0's frames, then
+segments w, w + workers, ...; each decodes into its own shared-memory `FrameRing` (bounded:
+a worker waits for a free slot when the consumer is behind, files never drop frames) and
+sends `SegmentFrame` / `SegmentEnd` messages through its queue. The consumer yields segment 0's frames, then
 segment 1's, and so on, copying each image out of shared memory before it frees the slot.
 """
 
@@ -44,6 +44,10 @@ from pipeline.files.sources import VideoFileSource, VideoInfo, _describe, rotate
 from pipeline.live.frame_ring import FrameRing
 
 MAX_DECODE_WORKERS = 8
+SEGMENT_BUFFER_BYTES = 1 << 30
+"""Shared memory the workers of one source fill with decoded frames at most (unless `slots` is given)."""
+MIN_SLOTS, MAX_SLOTS = 4, 64
+SEEK_ATTEMPTS = 6
 
 
 @dataclass(frozen=True)
@@ -64,34 +68,36 @@ class Segment:
         return (self.start_pts is None or pts >= self.start_pts) and (self.end_pts is None or pts < self.end_pts)
 
 
-def plan_segments(path: str | Path, parts: int, min_frames_per_part: int = 300) -> list[Segment]:
+def plan_segments(path: str | Path, parts: int | None, min_frames_per_part: int = 300) -> list[Segment]:
     """Cut the video stream of `path` at keyframes into up to `parts` segments of similar frame counts.
 
     Only packets are read (no decoding). Each segment gets at least `min_frames_per_part`
-    frames, so a short file or one with few keyframes gets fewer segments. A file whose
-    packets lack a pts, or whose demuxing fails part-way, is one segment (decoded serially).
+    frames, so a short file or one with few keyframes gets fewer segments; `parts=None`
+    asks for as many segments as that allows. A file with a packet without pts, or whose
+    demuxing fails part-way, is one segment (of the packets read), to be decoded serially.
     Packets flagged for discarding (an edit list's hidden frames) are not counted: a decoder
     does not output them.
     """
     pts: list[int] = []
     keyframes: list[int] = []
+    total = 0
     with av.open(str(path), mode="r") as container:
-        stream = container.streams.video[0]
         try:
-            for packet in container.demux(stream):
+            for packet in container.demux(container.streams.video[0]):
                 if packet.size == 0 or packet.is_discard:
                     continue
-                if packet.pts is None:
-                    return [Segment(None, None, 0, 0)]
-                pts.append(packet.pts)
-                if packet.is_keyframe:
-                    keyframes.append(packet.pts)
+                total += 1
+                if packet.pts is not None:
+                    pts.append(packet.pts)
+                    if packet.is_keyframe:
+                        keyframes.append(packet.pts)
         except av.error.FFmpegError:
-            return [Segment(None, None, 0, len(pts))]
-    total = len(pts)
+            return [Segment(None, None, 0, total)]
+    if len(pts) < total:
+        return [Segment(None, None, 0, total)]
     pts.sort()
     minimum = max(1, min_frames_per_part)
-    parts = max(1, min(parts, total // minimum))
+    parts = max(1, min(parts or total, total // minimum))
     start_of = {bisect.bisect_left(pts, key): key for key in keyframes}
     candidates = sorted(start_of)
     cuts: list[int] = []
@@ -165,20 +171,11 @@ class _SegmentDecoder:
     def emitted(self, container: av.container.InputContainer) -> Iterator[tuple[int, float, av.VideoFrame]]:
         """(global index, pts in seconds, frame) of the segment's frames that stride and limit keep."""
         stream = container.streams.video[0]
-        segment = self.segment
-        if segment.start_pts is not None:
-            container.seek(segment.start_pts, stream=stream, backward=True, any_frame=False)
         start = stream.start_time or 0
-        for decoded in container.decode(stream):
-            if decoded.pts is None:
-                raise _SegmentError("a decoded frame has no pts")
-            if segment.end_pts is not None and decoded.pts >= segment.end_pts:
+        for decoded in self._from_start(container, stream):
+            if self.segment.end_pts is not None and decoded.pts >= self.segment.end_pts:
                 return
-            if not segment.contains(decoded.pts):
-                continue
-            if self.frames == 0 and segment.start_pts is not None and decoded.pts != segment.start_pts:
-                raise _SegmentError(f"seeking to the keyframe at pts {segment.start_pts} landed at pts {decoded.pts}")
-            index = segment.first_index + self.frames
+            index = self.segment.first_index + self.frames
             if self.limit is not None and index >= self.limit:
                 return
             self.frames += 1
@@ -186,11 +183,42 @@ class _SegmentDecoder:
             if index % self.stride == 0:
                 yield index, self.last_pts, decoded
 
+    def _from_start(self, container: av.container.InputContainer, stream: av.VideoStream) -> Iterator[av.VideoFrame]:
+        """Decoded frames from the segment's keyframe on (leading pictures dropped).
 
-def _open(path: str) -> av.container.InputContainer:
-    """The file opened for segment decoding, its video decoder threaded as in `VideoFileSource`."""
+        A container whose seek can land past the keyframe (MPEG-TS seeks by a timestamp search)
+        is sought again, ever earlier; the frames decoded before the keyframe are dropped.
+        """
+        start_pts = self.segment.start_pts
+        if start_pts is None:
+            yield from _decoded(container, stream)
+            return
+        second = max(1, round(1 / stream.time_base)) if stream.time_base else 1
+        for attempt in range(SEEK_ATTEMPTS):
+            before = second << (attempt - 1) if attempt else 0  # the keyframe, then 1 s, 2 s, 4 s... before it
+            container.seek(start_pts - before, stream=stream, backward=True, any_frame=False)
+            frames = _decoded(container, stream)
+            first = next((decoded for decoded in frames if decoded.pts >= start_pts), None)
+            if first is not None and first.pts == start_pts:
+                yield first
+                yield from frames
+                return
+        raise _SegmentError(f"seeking to the keyframe at pts {start_pts} lands past it")
+
+
+def _decoded(container: av.container.InputContainer, stream: av.VideoStream) -> Iterator[av.VideoFrame]:
+    for decoded in container.decode(stream):
+        if decoded.pts is None:
+            raise _SegmentError("a decoded frame has no pts")
+        yield decoded
+
+
+def _open(path: str, threads: int = 0) -> av.container.InputContainer:
+    """The file opened for segment decoding, its decoder on `threads` threads (0: one per core)."""
     container = av.open(path, mode="r")
-    container.streams.video[0].thread_type = "AUTO"
+    stream = container.streams.video[0]
+    stream.thread_type = "AUTO"
+    stream.thread_count = threads
     return container
 
 
@@ -208,6 +236,8 @@ class _WorkerJob:
     stride: int
     limit: int | None
     """First global index not to emit (max_frames * stride), or None."""
+    threads: int
+    """Decoder threads of the worker: the cores shared among the workers."""
 
 
 def _run_worker(job: _WorkerJob, messages: Queue, free_slots: Queue, stop: Event) -> None:
@@ -215,7 +245,7 @@ def _run_worker(job: _WorkerJob, messages: Queue, free_slots: Queue, stop: Event
     ring = FrameRing(job.slots, job.width, job.height, name=job.ring_name)
     number, decoder = job.segments[0][0], None
     try:
-        with _open(job.path) as container:
+        with _open(job.path, job.threads) as container:
             for number, segment in job.segments:
                 decoder = _SegmentDecoder(segment, job.stride, job.limit)
                 for index, pts, decoded in decoder.emitted(container):
@@ -249,6 +279,8 @@ def _take_slot(free_slots: Queue, stop: Event) -> int | None:
 
 @dataclass
 class _Worker:
+    """One worker process with its ring and queues, as the consumer holds them."""
+
     process: BaseProcess
     ring: FrameRing
     messages: Queue
@@ -258,9 +290,7 @@ class _Worker:
 class _WorkerPool:
     """The worker processes of one iteration with their rings and queues; `close` always cleans up."""
 
-    def __init__(
-        self, job: _WorkerJob, segments: list[Segment], workers: int, source_id: str
-    ) -> None:
+    def __init__(self, job: _WorkerJob, segments: list[Segment], workers: int, source_id: str) -> None:
         context = mp.get_context("spawn")
         self.source_id = source_id
         self._stop = context.Event()
@@ -285,16 +315,18 @@ class _WorkerPool:
             self.close()
             raise
 
-    def frames(self, number: int) -> Generator[Frame, None, SegmentEnd | None]:
-        """Frames of segment `number` in order; returns its end message (None if its worker died)."""
+    def receive(self, number: int) -> Frame | SegmentEnd | None:
+        """The next frame of segment `number` (its image copied, its slot freed), or the segment's end.
+
+        None when the segment's worker died without saying why.
+        """
         worker = self._workers[number % len(self._workers)]
-        while True:
-            message = self._receive(worker)
-            if not isinstance(message, SegmentFrame):
-                return message
-            image = np.array(worker.ring.view(message.slot, message.height, message.width))
-            worker.free_slots.put(message.slot)
-            yield Frame(self.source_id, message.index, message.pts, message.wall_time, image)
+        message = self._receive(worker)
+        if not isinstance(message, SegmentFrame):
+            return message
+        image = np.array(worker.ring.view(message.slot, message.height, message.width))
+        worker.free_slots.put(message.slot)
+        return Frame(self.source_id, message.index, message.pts, message.wall_time, image)
 
     def exit_code(self, number: int) -> int | None:
         """Exit code of the worker that decodes segment `number` (None while it runs)."""
@@ -322,16 +354,15 @@ class _WorkerPool:
 
     @staticmethod
     def _receive(worker: _Worker) -> SegmentFrame | SegmentEnd | None:
-        while True:
+        while worker.process.is_alive():
             try:
                 return worker.messages.get(timeout=0.5)
             except queue.Empty:
-                if worker.process.is_alive():
-                    continue
-            try:
-                return worker.messages.get(timeout=0.5)
-            except queue.Empty:
-                return None
+                continue
+        try:  # what a worker sent before it exited is in the pipe by now
+            return worker.messages.get(timeout=0.5)
+        except queue.Empty:
+            return None
 
 
 class SegmentedVideoSource:
@@ -339,10 +370,18 @@ class SegmentedVideoSource:
 
     The same surface as `VideoFileSource`: the file is opened and checked by one, whose
     `info` and `expected_frames` this source reports. A file too short for two segments is
-    decoded by that `VideoFileSource` in this process. A decode error in a segment ends the
-    iteration after the frames before it, with the reason in `stopped_early`. Should a segment
-    decode to another frame count than its packets (a decoder that drops frames), the rest of
-    the file is decoded in this process, so frame indices stay those of `VideoFileSource`.
+    decoded by that `VideoFileSource` in this process.
+
+    Each worker buffers up to `slots` decoded frames (by default as many as
+    `SEGMENT_BUFFER_BYTES` allows, 4 to 64) and segments are about as long as that buffer
+    (`min_frames_per_segment`, by default `slots * stride` frames, never shorter than the
+    file's GOP): the consumer reads the segments in order, so a worker gets ahead of it only
+    by what it can buffer, and short segments dealt round-robin keep every worker busy.
+
+    A decode error in a segment ends the iteration after the frames before it, with the
+    reason in `stopped_early`. Should a segment decode to another frame count than its
+    packets (a decoder that drops frames), the rest of the file is decoded in this process,
+    so frame indices stay those of `VideoFileSource`.
     """
 
     def __init__(
@@ -352,8 +391,8 @@ class SegmentedVideoSource:
         stride: int = 1,
         max_frames: int | None = None,
         workers: int | None = None,
-        slots: int = 4,
-        min_frames_per_segment: int = 300,
+        slots: int | None = None,
+        min_frames_per_segment: int | None = None,
     ) -> None:
         self._serial = VideoFileSource(path, source_id, stride, max_frames)
         self.path = self._serial.path
@@ -361,8 +400,10 @@ class SegmentedVideoSource:
         self.stride = self._serial.stride
         self.max_frames = max_frames
         self.workers = max(1, workers if workers is not None else decode_workers_for())
-        self.slots = max(1, slots)
-        self.min_frames_per_segment = min_frames_per_segment
+        frame_bytes = max(1, self.info.width * self.info.height * 3)
+        buffered = SEGMENT_BUFFER_BYTES // (self.workers * frame_bytes)
+        self.slots = max(1, slots) if slots else max(MIN_SLOTS, min(MAX_SLOTS, buffered))
+        self.min_frames_per_segment = min_frames_per_segment or self.slots * self.stride
         self.stopped_early: str | None = None
         self.frames_decoded = 0
         self._pool: _WorkerPool | None = None
@@ -379,8 +420,8 @@ class SegmentedVideoSource:
 
     def __iter__(self) -> Iterator[Frame]:
         limit = self.max_frames * self.stride if self.max_frames is not None else None
-        segments = [s for s in self._plan() if limit is None or s.first_index < limit]
-        if len(segments) < 2 or self.workers < 2 or not (self.info.width and self.info.height):
+        segments = self._plan(limit)
+        if len(segments) < 2:
             yield from self._decode_serially()
             return
         self._serial.close()
@@ -402,8 +443,12 @@ class SegmentedVideoSource:
             self._pool = None
         self._serial.close()
 
-    def _plan(self) -> list[Segment]:
-        return plan_segments(self.path, self.workers, self.min_frames_per_segment)
+    def _plan(self, limit: int | None) -> list[Segment]:
+        """The segments to decode (those before `limit`), none when the workers cannot split this file."""
+        if self.workers < 2 or not (self.info.width and self.info.height):
+            return []
+        planned = plan_segments(self.path, None, self.min_frames_per_segment)
+        return [segment for segment in planned if limit is None or segment.first_index < limit]
 
     def _decode_serially(self) -> Iterator[Frame]:
         for frame in self._serial:
@@ -414,13 +459,18 @@ class SegmentedVideoSource:
 
     def _decode_in_workers(self, segments: list[Segment], limit: int | None) -> Generator[Frame, None, Segment | None]:
         """Yield the segments' frames from the workers; returns where to resume in this process, if anywhere."""
+        workers = min(self.workers, len(segments))
+        threads = max(1, (os.cpu_count() or 1) // workers)
         job = _WorkerJob(
-            str(self.path), (), "", self.slots, self.info.width, self.info.height, self.stride, limit
+            str(self.path), (), "", self.slots, self.info.width, self.info.height, self.stride, limit, threads
         )
-        self._pool = pool = _WorkerPool(job, segments, min(self.workers, len(segments)), self.source_id)
+        self._pool = pool = _WorkerPool(job, segments, workers, self.source_id)
         try:
             for number, segment in enumerate(segments):
-                end = yield from pool.frames(number)
+                while isinstance(item := pool.receive(number), Frame):
+                    self.frames_decoded = item.index + 1
+                    yield item
+                end = item
                 if end is None:
                     self.stopped_early = (
                         f"segment decoder process exited with code {pool.exit_code(number)} "
@@ -434,8 +484,7 @@ class SegmentedVideoSource:
                 if limit is not None and self.frames_decoded >= limit:
                     return None
                 if end.frames != segment.frames and number + 1 < len(segments):
-                    following = segments[number + 1]
-                    return Segment(following.start_pts, None, self.frames_decoded, 0)
+                    return Segment(segments[number + 1].start_pts, None, self.frames_decoded, 0)
             return None
         finally:
             pool.close()
