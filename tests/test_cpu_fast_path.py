@@ -8,8 +8,9 @@ import pytest
 from exporters.cache import cached_cpu_export
 from pipeline.core.config import PipelineConfig
 from pipeline.engine.detector import DetectorSettings, EmotionDetector
-from pipeline.files.process import load_detector
+from pipeline.engine.loading import load_detector
 from pipeline.files.sources import VideoFileSource
+from tests.faces import faces_of
 from training.script_agreement import iou
 
 
@@ -23,7 +24,7 @@ def _compare(reference: EmotionDetector, candidate: EmotionDetector, frames: lis
     matched = same_class = 0
     worst_score = worst_box = 0.0
     for start in range(0, len(frames), 8):
-        for ours, theirs in zip(reference.detect(frames[start : start + 8]), candidate.detect(frames[start : start + 8])):
+        for ours, theirs in zip(faces_of(reference, frames[start : start + 8]), faces_of(candidate, frames[start : start + 8])):
             assert len(ours) == len(theirs)
             for face in ours:
                 other = max(theirs, key=lambda f: iou(face.box, f.box))
@@ -64,9 +65,9 @@ def test_export_is_cached_and_reused(weights: Path) -> None:
 def test_pt_weights_on_cpu_take_the_configured_fast_path(weights: Path, imgsz: int) -> None:
     config = PipelineConfig()
     config.model.weights, config.model.imgsz = str(weights), imgsz
-    fast = load_detector(config)
+    fast = load_detector(config.model, config.batching.batch)
     assert fast.format == "openvino"
     config.model.cpu_backend = "pytorch"
-    plain = load_detector(config)
+    plain = load_detector(config.model, config.batching.batch)
     assert plain.format == "pt"
     assert fast.model_id == plain.model_id, "outputs name the user's weights, not the cached export"

@@ -17,6 +17,7 @@ from pipeline.cli import main
 from pipeline.engine.detector import DetectorSettings, EmotionDetector
 from pipeline.files.sources import VideoFileSource
 from training.scenes import write_scene_dataset
+from tests.faces import faces_of
 from training.script_agreement import iou
 
 MAX_BATCH = 4
@@ -30,7 +31,7 @@ def frames(scripted_video: tuple) -> list[np.ndarray]:
 @pytest.fixture(scope="module")
 def reference(weights: Path, imgsz: int, frames: list) -> list:
     detector = EmotionDetector(weights, "cpu", DetectorSettings(imgsz=imgsz))
-    return [detector.detect([frame])[0] for frame in frames]
+    return [faces_of(detector, [frame])[0] for frame in frames]
 
 
 @pytest.fixture(scope="module")
@@ -76,7 +77,7 @@ def _agreement(reference: list, candidate: list, exact: bool = True) -> tuple[fl
 
 def _run(artifact: Path, imgsz: int, frames: list, batch: int) -> list:
     detector = EmotionDetector(artifact, "cpu", DetectorSettings(imgsz=imgsz))
-    return [faces for start in range(0, len(frames), batch) for faces in detector.detect(frames[start : start + batch])]
+    return [faces for start in range(0, len(frames), batch) for faces in faces_of(detector, frames[start : start + batch])]
 
 
 # Measured on the scripted video (300 faces, demo model): ONNX and OpenVINO FP32 scores within
@@ -160,7 +161,7 @@ def test_tensorrt_engine_dynamic_batch_matches_pytorch(weights: Path, imgsz: int
     engine = export(ExportRequest(weights=weights, format="engine", imgsz=imgsz, batch=MAX_BATCH, out=tmp_path))
     for batch in (1, 3, MAX_BATCH, MAX_BATCH + 2):
         candidate = [faces for start in range(0, len(frames), batch)
-                     for faces in EmotionDetector(engine, "cuda:0", DetectorSettings(imgsz=imgsz))
-                     .detect(frames[start : start + batch])]
+                     for faces in faces_of(EmotionDetector(engine, "cuda:0", DetectorSettings(imgsz=imgsz)),
+                                          frames[start : start + batch])]
         found, same_class, score, box = _agreement(reference, candidate, exact=False)
         assert found >= 0.99 and same_class >= 0.99 and score <= 0.05 and box <= 2.0

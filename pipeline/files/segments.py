@@ -18,8 +18,9 @@ frame is `first_index` plus its position among its segment's frames; `stride` an
 `SegmentedVideoSource` runs the segments in spawned worker processes, worker w taking
 segments w, w + workers, ...; each decodes into its own shared-memory `FrameRing` (bounded:
 a worker waits for a free slot when the consumer is behind, files never drop frames) and
-sends `SegmentFrame` / `SegmentEnd` messages through its queue. The consumer yields segment 0's frames, then
-segment 1's, and so on, copying each image out of shared memory before it frees the slot.
+sends `SegmentFrame` / `SegmentEnd` messages through its queue. The consumer yields
+segment 0's frames, then segment 1's, and so on, copying each image out of shared memory
+before it frees the slot.
 """
 
 from __future__ import annotations
