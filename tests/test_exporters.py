@@ -16,8 +16,8 @@ from exporters.triton import anchors_for
 from pipeline.cli import main
 from pipeline.engine.detector import DetectorSettings, EmotionDetector
 from pipeline.files.sources import VideoFileSource
-from training.scenes import write_scene_dataset
 from tests.faces import faces_of
+from training.scenes import write_scene_dataset
 from training.script_agreement import iou
 
 MAX_BATCH = 4

@@ -13,12 +13,13 @@ from dataclasses import dataclass
 class Stage:
     """Names of the engine's stages, in the order a batch passes them."""
 
-    BATCH = "batch"
+    INTAKE = "intake"
+    """Waiting for frames to batch: busy here means the decoders or cameras are the limit."""
     PREPROCESS = "preprocess"
     INFERENCE = "inference"
     POST = "post"
     SINKS = "sinks"
-    ALL = (BATCH, PREPROCESS, INFERENCE, POST, SINKS)
+    ALL = (INTAKE, PREPROCESS, INFERENCE, POST, SINKS)
 
 
 @dataclass(frozen=True)
@@ -85,5 +86,5 @@ class StageTimes:
             return self._total_busy[stage] / max(time.perf_counter() - self._started, 1e-9)
 
     def overall(self) -> str:
-        """`batch 3% preprocess 30% inference 85% post 9% sinks 7%`: busy shares since the start."""
+        """`intake 3% preprocess 30% inference 85% post 9% sinks 7%`: busy shares since the start."""
         return " ".join(f"{stage} {self.total_busy_share(stage):.0%}" for stage in Stage.ALL)

@@ -161,7 +161,7 @@ class Engine:
     def _batcher(self) -> None:
         number = 0
         while True:
-            with self.times.busy(Stage.BATCH):
+            with self.times.busy(Stage.INTAKE):
                 entries = self.feed.next_batch(self.batch_size)
             if entries is None:
                 break

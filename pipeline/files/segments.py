@@ -40,12 +40,12 @@ from pathlib import Path
 import av
 import numpy as np
 
+from pipeline.core.frame_ring import FrameRing
 from pipeline.core.types import Frame
 from pipeline.files.sources import VideoFileSource, VideoInfo, _describe, rotate_for_display
-from pipeline.live.frame_ring import FrameRing
 
 MAX_DECODE_WORKERS = 8
-SEGMENT_BUFFER_BYTES = 1 << 30
+SEGMENT_BUFFER_BYTES = 256 << 20
 """Shared memory the workers of one source fill with decoded frames at most (unless `slots` is given)."""
 MIN_SLOTS, MAX_SLOTS = 4, 64
 SEEK_ATTEMPTS = 6
@@ -418,6 +418,10 @@ class SegmentedVideoSource:
     def expected_frames(self) -> int | None:
         """Frames this source will yield with its stride, when the container says."""
         return self._serial.expected_frames
+
+    def frame_interval_s(self) -> float:
+        """Seconds between processed frames."""
+        return self._serial.frame_interval_s()
 
     def __iter__(self) -> Iterator[Frame]:
         limit = self.max_frames * self.stride if self.max_frames is not None else None

@@ -23,10 +23,10 @@ from multiprocessing.synchronize import Event
 import av
 
 from pipeline.core.config import LiveConfig, SourceSpec
+from pipeline.core.frame_ring import FrameRing
 from pipeline.core.states import SourceState
 from pipeline.core.uris import describe_open_error, is_live, mask_uri, open_container
 from pipeline.files.sources import rotate_for_display
-from pipeline.live.frame_ring import FrameRing
 from pipeline.live.messages import FrameReady, StatusReport
 
 

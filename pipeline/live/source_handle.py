@@ -9,11 +9,11 @@ from collections import deque
 from dataclasses import dataclass, field
 
 from pipeline.core.config import SourceSpec
+from pipeline.core.frame_ring import FrameRing
 from pipeline.core.states import SourceState
 from pipeline.core.types import StatusChange
 from pipeline.core.uris import mask_uri
 from pipeline.live.decoder_process import DecoderSettings
-from pipeline.live.frame_ring import FrameRing
 from pipeline.live.messages import FrameReady
 
 log = logging.getLogger(__name__)

@@ -15,9 +15,9 @@ import time
 from dataclasses import replace
 
 from pipeline.core.config import LiveConfig, SourceSpec
+from pipeline.core.frame_ring import FrameRing
 from pipeline.core.states import SourceState
 from pipeline.live.decoder_process import DecoderSettings, run_decoder
-from pipeline.live.frame_ring import FrameRing
 from pipeline.live.messages import DecoderMessage, FrameReady
 from pipeline.live.source_handle import SourceHandle
 
