@@ -14,6 +14,7 @@ from pathlib import Path
 
 from exporters.cache import file_digest
 from exporters.engine import require_tensorrt
+from exporters.loading import load_backend, torch_device
 from exporters.metadata import ExportMetadata, write_sidecar
 from exporters.triton import build_repository
 from pipeline.core.errors import ConfigError, ModelError
@@ -138,9 +139,9 @@ def _triton(request: ExportRequest, weights: Path, out: Path, names: list[str]) 
 
 
 def _class_names(weights: Path) -> list[str]:
-    from pipeline.engine.detector import EmotionDetector
-
-    return EmotionDetector(weights, "cpu").names
+    """The model's class names, after checking it is a detection model that loads."""
+    backend = load_backend(weights, torch_device("cpu"))
+    return [backend.names[i] for i in sorted(backend.names)]
 
 
 def _precision(request: ExportRequest) -> str:

@@ -56,3 +56,15 @@ def test_malformed_config_names_file_and_key(tmp_path: Path, text: str, message:
 def test_missing_config_file_is_named(tmp_path: Path) -> None:
     with pytest.raises(ConfigError, match="config file not found: .*nope.yaml"):
         load_config(tmp_path / "nope.yaml")
+
+
+def test_engine_keys_take_yaml_booleans_lists_and_choices(tmp_path: Path) -> None:
+    path = tmp_path / "engine.yaml"
+    path.write_text("model:\n  half: false\n  compile: cudagraph\n  device: [cuda:0, cuda:1]\n"
+                    "batching:\n  open_files: 2\n")
+    config = load_config(path)
+    assert config.model.half == "false" and config.model.compile == "cudagraph"
+    assert config.model.devices == ["cuda:0", "cuda:1"]
+    assert load_config(None, {"model.device": "cpu,cpu"}).model.devices == ["cpu", "cpu"]
+    with pytest.raises(ConfigError, match="'model.compile' must be one of off, cudagraph, compile, got 'fast'"):
+        load_config(None, {"model.compile": "fast"})

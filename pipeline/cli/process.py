@@ -88,7 +88,7 @@ def _print_report(report: RunReport, config: PipelineConfig, args: argparse.Name
         print(report.summary.format())
         print(f"timeline: {report.output_dir}/timeline.jsonl, timeline.csv, events.jsonl")
     if args.report and report.summary.frames:
-        from pipeline.faces.report import write_report
+        from pipeline.files.report import write_report
 
         written = write_report(report.output_dir, annotate=args.annotate, video=report.video)
         print(f"report: {report.output_dir / 'report.md'} ({len(written)} files)")

@@ -15,7 +15,7 @@ def add_report(commands: argparse._SubParsersAction) -> None:
 
 
 def _run_report(args: argparse.Namespace) -> int:
-    from pipeline.faces.report import write_report
+    from pipeline.files.report import write_report
 
     for path in write_report(args.out_dir, annotate=args.annotate, video=args.video):
         print(path)

@@ -20,8 +20,8 @@ from ultralytics.nn.autobackend import AutoBackend
 from ultralytics.utils.nms import non_max_suppression
 
 from exporters.cache import file_digest
+from exporters.loading import load_backend, torch_device
 from exporters.metadata import read_sidecar
-from pipeline.core.errors import ModelError
 from pipeline.engine.batch import Detections, FrameInfo
 from pipeline.engine.forward import CompileMode, ForwardPass
 from pipeline.engine.preprocess import (
@@ -81,9 +81,9 @@ class EmotionDetector:
         """`model_id` names the model in outputs; by default the weights' name and content hash."""
         self.weights = Path(weights)
         self.settings = settings or DetectorSettings()
-        self.device = _torch_device(device)
+        self.device = torch_device(device)
         half = self.settings.half if self.settings.half is not None else self.device.type == "cuda"
-        self.backend = _load_backend(self.weights, self.device, half and self.weights.suffix == ".pt")
+        self.backend = load_backend(self.weights, self.device, half and self.weights.suffix == ".pt")
         self.export_metadata = read_sidecar(self.weights)
         if self.export_metadata and self.format == "openvino" and self.export_metadata.precision == "fp32":
             _openvino_fp32(self.backend, self.weights)
@@ -181,15 +181,6 @@ def model_id_for(weights: Path) -> str:
     return f"{weights.stem}-{file_digest(weights)[:8]}"
 
 
-def _torch_device(device: str) -> torch.device:
-    if device.startswith("cuda") and not torch.cuda.is_available():
-        raise ModelError(f"device {device!r} requested but CUDA is not available on this machine")
-    try:
-        return torch.device(device)
-    except RuntimeError:
-        raise ModelError(f"unknown device {device!r}: use cpu or cuda:N") from None
-
-
 def _openvino_fp32(backend: AutoBackend, weights: Path) -> None:
     """Recompile an OpenVINO model with FP32 inference (the CPU plugin otherwise picks bf16 where it can).
 
@@ -203,19 +194,3 @@ def _openvino_fp32(backend: AutoBackend, weights: Path) -> None:
     openvino_backend = backend.backend
     openvino_backend.compile_model = functools.partial(core.compile_model, device_name="CPU", config=config)
     openvino_backend.ov_compiled_model = openvino_backend.compile_model(core.read_model(str(xml)))
-
-
-def _load_backend(weights: Path, device: torch.device, half: bool) -> AutoBackend:
-    if not weights.exists():
-        raise ModelError(f"weights not found: {weights}")
-    try:
-        backend = AutoBackend(str(weights), device=device, fp16=half, fuse=True, verbose=False, end2end=False)
-    except Exception as exc:  # AutoBackend raises many types for unreadable files
-        reason = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
-        raise ModelError(f"cannot load weights {weights}: {reason}") from None
-    task = getattr(backend, "task", None) or getattr(getattr(backend, "model", None), "task", None)
-    if task not in (None, "detect"):
-        raise ModelError(f"{weights} is a {task} model; emotion-stream needs a detection model")
-    if getattr(backend, "end2end", False):
-        raise ModelError(f"{weights} is an end-to-end export without per-class scores; export it with end2end=False")
-    return backend
