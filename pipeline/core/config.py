@@ -185,6 +185,8 @@ CHOICES = {
 }
 TRUE_FALSE_AUTO = {"model.half"}
 """String keys that also take YAML's true/false."""
+OFF_SWITCHES = {"model.compile"}
+"""String keys where YAML's unquoted `off` (read as false) means "off"."""
 LISTS = {"model.device"}
 """String keys that also take a YAML list (joined with commas)."""
 POSITIVE = {
@@ -292,6 +294,8 @@ def _coerce(dotted: str, value: Any, type_name: str, origin: str) -> Any:
     base = type_name.replace("| None", "").strip()
     if dotted in TRUE_FALSE_AUTO and isinstance(value, bool):
         value = str(value).lower()
+    if dotted in OFF_SWITCHES and value is False:
+        value = "off"
     if dotted in LISTS and isinstance(value, list) and all(isinstance(item, str) for item in value):
         value = ",".join(value)
     try:
