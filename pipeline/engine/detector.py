@@ -112,7 +112,8 @@ class EmotionDetector:
     def description(self) -> str:
         """Runtime, device, precision and preprocessing in a few words, for logs and benchmarks."""
         where = "device" if self._device_letterbox else "cpu"
-        return (f"{self.format} on {self.device} {'fp16' if self.fp16 else 'fp32'}, letterbox on {where}"
+        precision = f" {'fp16' if self.fp16 else 'fp32'}" if self.format == "pt" else ""
+        return (f"{self.format}{precision} on {self.device}, letterbox on {where}"
                 + (f", {self.forward.mode.value}" if self.forward.mode is not CompileMode.OFF else ""))
 
     def prepare(self, images: list[np.ndarray]) -> ModelInput:

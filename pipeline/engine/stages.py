@@ -2,8 +2,11 @@
 
     feed ─> batcher ─> [preprocess ─> inference] x devices ─> post ─> sinks
 
-- batcher: takes entries (frames and status changes, in order) from the feed and numbers
-  the batches; batch n goes to the lane of device n mod devices.
+- intake: takes entries (frames and status changes, in order) from the feed and numbers
+  the batches; batch n goes to the lane of device n mod devices. It takes a batch only
+  when that lane has room (`LANE_BATCHES` not yet through inference), so frames that
+  inference cannot take yet wait in the feed, where a live source drops its oldest, not
+  in queues between stages where they would only grow older.
 - preprocess (one per device): letterbox and upload; the frames' shared-memory slots are
   released as soon as their pixels are copied.
 - inference (one per device): forward pass, NMS, one device-to-host copy -> `Detections`.
@@ -34,6 +37,8 @@ from pipeline.engine.preprocess import ModelInput
 log = logging.getLogger(__name__)
 
 _POLL_S = 0.1
+LANE_BATCHES = 2
+"""Batches a lane holds before inference finishes one: one in the forward pass, one prepared."""
 
 
 class FrameFeed(Protocol):
@@ -128,7 +133,8 @@ class Engine:
         self._to_inference = [self._queue(f"inference{lane}", queue_depth) for lane in lanes]
         self._to_post = [self._queue(f"post{lane}", queue_depth) for lane in lanes]
         self._to_sinks = self._queue("sinks", queue_depth * 2)
-        self._threads = [threading.Thread(target=self._guard, args=(self._batcher,), name="engine-batcher")]
+        self._room = [threading.Semaphore(LANE_BATCHES) for _ in lanes]
+        self._threads = [threading.Thread(target=self._guard, args=(self._batcher,), name="engine-intake")]
         for lane in lanes:
             self._threads += [
                 threading.Thread(target=self._guard, args=(self._preprocess, lane), name=f"engine-preprocess{lane}"),
@@ -161,13 +167,17 @@ class Engine:
     def _batcher(self) -> None:
         number = 0
         while True:
+            lane = number % len(self.detectors)
+            self._acquire(self._room[lane])
             with self.times.busy(Stage.INTAKE):
                 entries = self.feed.next_batch(self.batch_size)
-            if entries is None:
-                break
-            if entries:
-                self._put(self._to_preprocess[number % len(self.detectors)], _Batch(number, entries))
-                number += 1
+            if not entries:
+                self._room[lane].release()
+                if entries is None:
+                    break
+                continue
+            self._put(self._to_preprocess[lane], _Batch(number, entries))
+            number += 1
         for lane_queue in self._to_preprocess:
             self._put(lane_queue, _END)
 
@@ -194,6 +204,7 @@ class Engine:
                 batch.model_input = None
             else:
                 batch.detections = Detections.empty(infos, len(self.names))
+            self._room[lane].release()
             self._put(self._to_post[lane], batch)
         self._put(self._to_post[lane], _END)
 
@@ -303,6 +314,12 @@ class Engine:
                 return
             except queue.Full:
                 continue
+        raise _Stopped
+
+    def _acquire(self, room: threading.Semaphore) -> None:
+        while not self._abort.is_set():
+            if room.acquire(timeout=_POLL_S):
+                return
         raise _Stopped
 
     def _get(self, source: queue.Queue) -> object:
