@@ -71,7 +71,7 @@ def process_video(
     max_frames: int | None = None,
 ) -> RunReport:
     """Process one video file end to end (see `process_files`); a file that cannot be opened raises."""
-    source = _open_source(config, video, source_id, max_frames)
+    source = _open_source(config, video, source_id, max_frames, files_at_once=1)
     return _run(config, [source], [detector] if detector else None, show_progress)[0]
 
 
@@ -88,9 +88,10 @@ def process_files(
     others are processed. Source ids are the file names and must be distinct.
     """
     sources: list[VideoFileSource | SegmentedVideoSource | RunReport] = []
+    at_once = min(config.batching.open_files, len(videos))
     for video in videos:
         try:
-            sources.append(_open_source(config, video, None, max_frames))
+            sources.append(_open_source(config, video, None, max_frames, at_once))
         except SourceError as exc:
             sources.append(RunReport(Path(video).stem, Path(video), Path(config.output.dir), TimelineSummary(), "",
                                      "", source_problem=str(exc)))
@@ -101,9 +102,11 @@ def process_files(
 
 
 def _open_source(
-    config: PipelineConfig, video: str | Path, source_id: str | None, max_frames: int | None
+    config: PipelineConfig, video: str | Path, source_id: str | None, max_frames: int | None, files_at_once: int
 ) -> VideoFileSource | SegmentedVideoSource:
-    workers = config.source.decode_processes or decode_workers_for()
+    """A file source; decoded in segment processes when the cores allow (shared among the files
+    decoded at the same time) or `source.decode_processes` asks for it."""
+    workers = config.source.decode_processes or max(1, decode_workers_for() // files_at_once)
     if workers > 1:
         return SegmentedVideoSource(video, source_id, config.source.stride, max_frames, workers=workers)
     return VideoFileSource(video, source_id, stride=config.source.stride, max_frames=max_frames)
@@ -161,6 +164,7 @@ def _run(
                 feed.stop()
                 engine.wait()
     finally:
+        feed.stop()  # only matters when the engine failed: its decoders stop waiting
         bar.close()
         seconds = time.perf_counter() - started
         unwritten = writer.close(config.redis.timeout_s * 2) if writer is not None else 0
