@@ -28,6 +28,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Protocol
 
+from pipeline.core.errors import EmotionStreamError, ModelError
 from pipeline.core.stage_times import Stage, StageTimes
 from pipeline.core.types import Entry, Frame, StatusChange
 from pipeline.engine.batch import Detections, FrameInfo
@@ -150,13 +151,20 @@ class Engine:
 
     def wait(self, tick: Callable[[], None] | None = None, interval_s: float = 0.5) -> None:
         """Block until every stage finished, calling `tick` every `interval_s`; raises an engine error."""
+        self.join(tick, interval_s)
+        if isinstance(self.error, EmotionStreamError):
+            raise self.error
+        if self.error is not None:
+            text = str(self.error).strip().splitlines()
+            raise ModelError(f"inference failed: {type(self.error).__name__}: {text[0] if text else ''}") from self.error
+
+    def join(self, tick: Callable[[], None] | None = None, interval_s: float = 0.5) -> None:
+        """Block until every stage's thread has finished (after `abort`, promptly)."""
         for thread in self._threads:
             while thread.is_alive():
                 thread.join(interval_s)
                 if tick is not None:
                     tick()
-        if self.error is not None:
-            raise self.error
 
     def abort(self) -> None:
         """Stop every stage at once (what is in flight is lost); `wait` still joins them."""

@@ -167,12 +167,15 @@ def _run(
         feed.stop()  # only matters when the engine failed: its decoders stop waiting
         bar.close()
         seconds = time.perf_counter() - started
+        for output in outputs.values():
+            if engine.error is not None and not output.state.final:
+                output.fail(f"inference stopped: {engine.error}")
         unwritten = writer.close(config.redis.timeout_s * 2) if writer is not None else 0
         for source, report in zip(sources, reports):
             output = outputs[source.source_id]
             output.close()
             report.summary, report.seconds, report.interrupted = output.summary, seconds, interrupted
-            report.source_problem = report.source_problem or source.stopped_early or output.failure
+            report.source_problem = report.source_problem or source.stopped_early or output.problem
             report.stages = times.overall()
             _redis_outcome(writer, output, report, unwritten)
             (report.output_dir / "summary.json").write_text(json.dumps(_summary_json(report), indent=2))

@@ -8,17 +8,20 @@ Frames go into free slots of the source's `FrameRing`; the inference process han
 back through `free_slots`, a list of slots per message, once their pixels are copied. A
 live source never waits for a slot (it drops the frame and counts it); a file waits, so
 files never drop.
+
+Both channels are one-way pipes of this decoder generation alone, and `stop` is a
+lock-free shared flag: a decoder killed at any moment holds no lock that another decoder
+or its own successor would wait on.
 """
 
 from __future__ import annotations
 
-import queue
 import random
 import time
 from collections import deque
 from dataclasses import dataclass
-from multiprocessing.queues import Queue
-from multiprocessing.synchronize import Event
+from multiprocessing.connection import Connection
+from multiprocessing.sharedctypes import Synchronized
 
 import av
 
@@ -58,20 +61,25 @@ def backoff_delay(attempt: int, initial_s: float, max_s: float) -> float:
     return random.uniform(ceiling / 2, ceiling)
 
 
-def run_decoder(settings: DecoderSettings, messages: Queue, free_slots: Queue, stop: Event) -> None:
+class _Stopped(Exception):
+    """The inference process closed its end: stop decoding."""
+
+
+def run_decoder(settings: DecoderSettings, messages: Connection, free_slots: Connection, stop: Synchronized) -> None:
     """Process entry point: decode until the source ends, fails permanently, or `stop` is set."""
     live = settings.live_config
     ring = FrameRing(settings.slots, live.max_width, live.max_height, name=settings.ring_name)
     try:
         _Decoder(settings, ring, messages, free_slots, stop).run()
-    except KeyboardInterrupt:
+    except (KeyboardInterrupt, _Stopped):
         pass
     finally:
         ring.close()
 
 
 class _Decoder:
-    def __init__(self, settings: DecoderSettings, ring: FrameRing, messages: Queue, free_slots: Queue, stop: Event):
+    def __init__(self, settings: DecoderSettings, ring: FrameRing, messages: Connection, free_slots: Connection,
+                 stop: Synchronized):
         self.s = settings
         self.spec = settings.spec
         self.cfg = settings.live_config
@@ -90,7 +98,7 @@ class _Decoder:
         attempts = 0
         reason = ""
         announce = True
-        while not self.stop.is_set():
+        while not self.stop.value:
             if announce:
                 self._status(SourceState.RECONNECTING if (attempts or self.ever_live) else SourceState.CONNECTING,
                              reason)
@@ -111,7 +119,7 @@ class _Decoder:
                     attempts = 0
             finally:
                 container.close()
-            if self.stop.is_set():
+            if self.stop.value:
                 return
             if not is_live(self.spec.uri):
                 if reached_end and self.spec.loop:
@@ -137,7 +145,7 @@ class _Decoder:
         decoded = 0
         try:
             for frame in container.decode(stream):
-                if self.stop.is_set():
+                if self.stop.value:
                     return False, "stopped"
                 if decoded == 0:
                     self.ever_live = True
@@ -164,29 +172,42 @@ class _Decoder:
         if slot is None:
             return
         image = rotate_for_display(frame.to_ndarray(format="bgr24"), frame.rotation)
-        height, width, scale = self.ring.write(slot, image)
+        source_height, source_width = image.shape[:2]
+        height, width, _scale = self.ring.write(slot, image)
         self.last_pts = pts
-        self.messages.put(FrameReady(self.spec.id, self.s.generation, slot, self.index, pts, time.time(), height,
-                                     width, scale, self.drops))
+        self._send(FrameReady(self.spec.id, self.s.generation, slot, self.index, pts, time.time(), height, width,
+                              self.drops, source_width, source_height))
         self.index += 1
 
     def _take_slot(self) -> int | None:
         """A free slot; a live source that has none drops the frame, a file waits for one."""
-        while not self.free:
-            try:
-                self.free.extend(self.free_slots.get(timeout=0.2) if not self.s.live else self.free_slots.get_nowait())
-            except queue.Empty:
+        try:
+            while self.free_slots.poll(0):
+                self.free.extend(self.free_slots.recv())
+            while not self.free:
                 if self.s.live:
                     self.drops += 1
                     self.index += 1
                     return None
-                if self.stop.is_set():
+                if self.stop.value:
                     return None
+                if self.free_slots.poll(0.2):
+                    self.free.extend(self.free_slots.recv())
+        except (EOFError, OSError):
+            raise _Stopped from None
         return self.free.popleft()
 
     def _status(self, state: SourceState, reason: str, info: dict | None = None) -> None:
-        self.messages.put(StatusReport(self.spec.id, self.s.generation, state, mask_uri(reason), info or {}))
+        self._send(StatusReport(self.spec.id, self.s.generation, state, mask_uri(reason), info or {}))
+
+    def _send(self, message: FrameReady | StatusReport) -> None:
+        try:
+            self.messages.send(message)
+        except OSError:  # the inference process is gone or stopping
+            raise _Stopped from None
 
     def _wait(self, seconds: float) -> None:
-        if seconds > 0:
-            self.stop.wait(seconds)
+        """Sleep up to `seconds`, waking early when `stop` is set."""
+        deadline = time.monotonic() + seconds
+        while not self.stop.value and (remaining := deadline - time.monotonic()) > 0:
+            time.sleep(min(remaining, 0.05))

@@ -80,5 +80,5 @@ class LiveFeed:
     @staticmethod
     def _frame(handle: SourceHandle, ready: FrameReady) -> Frame:
         image = handle.ring.view(ready.slot, ready.height, ready.width)
-        return Frame(handle.spec.id, ready.index, ready.pts, ready.wall_time, image,
-                     round(ready.width / ready.scale), round(ready.height / ready.scale), ready.slot)
+        return Frame(handle.spec.id, ready.index, ready.pts, ready.wall_time, image, ready.source_width,
+                     ready.source_height, ready.slot)

@@ -20,10 +20,12 @@ class FrameReady:
     wall_time: float
     height: int
     width: int
-    scale: float
-    """Factor the image was downscaled by to fit the slot (1.0: original size)."""
+    """The image's size in the slot."""
     decoder_drops: int
-    """Frames this decoder dropped so far because no slot was free."""
+    """Frames this decoder process dropped so far because no slot was free."""
+    source_width: int
+    source_height: int
+    """The frame's size before it was downscaled into the slot."""
 
 
 @dataclass(frozen=True)

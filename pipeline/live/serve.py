@@ -22,7 +22,7 @@ from pipeline.core.shutdown import StopSignals
 from pipeline.core.stage_times import StageTimes
 from pipeline.engine.detector import EmotionDetector
 from pipeline.engine.loading import load_detectors
-from pipeline.engine.stages import Engine
+from pipeline.engine.stages import LANE_BATCHES, Engine
 from pipeline.faces.analytics import SourceAnalytics
 from pipeline.live.feed import LiveFeed
 from pipeline.live.supervisor import DecoderSupervisor
@@ -66,7 +66,8 @@ def serve(
     metrics = PipelineMetrics([spec.id for spec in config.sources], config.metrics.log_interval_s,
                               config.metrics.port, times)
     writer = _writer(config, RedisKeys(config.redis.prefix), metrics)
-    supervisor = DecoderSupervisor(config.sources, config.live, config.batching.batch, realtime_files)
+    supervisor = DecoderSupervisor(config.sources, config.live, config.batching.batch, realtime_files,
+                                   in_flight_batches=LANE_BATCHES * len(detectors))
     outputs = {
         handle.spec.id: _output(config, handle.spec, handle.live, detectors[0], writer, metrics)
         for handle in supervisor.handles.values()
@@ -87,32 +88,42 @@ def serve(
             watchdog.stop()
             supervisor.stop()  # open sources end; the engine finishes what is in flight, then the feed is done
 
-    supervisor.start()
-    watchdog.start()
-    engine.start()
-    try:
-        with StopSignals() as stop:
+    with StopSignals() as stop:
+        try:
+            supervisor.start()
+            watchdog.start()
+            engine.start()
             engine.wait(tick, interval_s=0.2)
-    finally:
-        engine.abort()  # only matters when wait() raised
-        watchdog.stop()
-        supervisor.stop()
-        supervisor.close()
-        _update_counters(supervisor, outputs, metrics)
-        for source_id, handle in supervisor.handles.items():
-            output = outputs[source_id]
-            output.close()
-            report.frames[source_id] = metrics.sources[source_id].frames
-            report.dropped[source_id] = handle.dropped
-            report.reconnects[source_id] = handle.reconnects
-            report.states[source_id] = output.state.value
-            if output.failure:
-                report.failures[source_id] = output.failure
-        if writer is not None:
-            report.redis_unwritten = writer.close(config.redis.timeout_s)
-        report.seconds = time.monotonic() - started
-        report.stages = times.overall()
+        finally:
+            engine.abort()  # only matters when wait() raised: the stages stop before shared memory goes
+            engine.join()
+            _close(supervisor, watchdog, outputs, metrics, writer, report, config, engine.error)
+            report.seconds = time.monotonic() - started
+            report.stages = times.overall()
     return report
+
+
+def _close(supervisor: DecoderSupervisor, watchdog: Watchdog, outputs: dict[str, SourceOutput],
+           metrics: PipelineMetrics, writer: RedisWriter | None, report: ServeReport, config: PipelineConfig,
+           error: BaseException | None) -> None:
+    """Stop decoders, record every source's outcome, flush Redis (an engine error fails the open sources)."""
+    watchdog.stop()
+    supervisor.stop()
+    supervisor.close()
+    _update_counters(supervisor, outputs, metrics)
+    for source_id, handle in supervisor.handles.items():
+        output = outputs[source_id]
+        if error is not None and not output.state.final:
+            output.fail(f"inference stopped: {error}")
+        output.close()
+        report.frames[source_id] = metrics.sources[source_id].frames
+        report.dropped[source_id] = handle.dropped
+        report.reconnects[source_id] = handle.reconnects
+        report.states[source_id] = output.state.value
+        if output.failure:
+            report.failures[source_id] = output.failure
+    if writer is not None:
+        report.redis_unwritten = writer.close(config.redis.timeout_s)
 
 
 def _output(config: PipelineConfig, spec: SourceSpec, live: bool, detector: EmotionDetector,

@@ -7,6 +7,7 @@ import multiprocessing as mp
 import time
 from collections import deque
 from dataclasses import dataclass, field
+from multiprocessing.connection import Connection
 
 from pipeline.core.config import SourceSpec
 from pipeline.core.frame_ring import FrameRing
@@ -30,7 +31,10 @@ class SourceHandle:
     spec: SourceSpec
     settings: DecoderSettings
     ring: FrameRing
-    free_slots: mp.Queue
+    messages: Connection | None = None
+    """The current decoder's message pipe (None once it reached end of file)."""
+    free_slots: Connection | None = None
+    """The current decoder's pipe for slots handed back."""
     process: mp.Process | None = None
     state: SourceState = SourceState.CONNECTING
     ever_live: bool = False
@@ -45,8 +49,6 @@ class SourceHandle:
     next_index: int = 0
     last_frame_at: float = field(default_factory=time.monotonic)
     restart_at: float | None = None
-    exited_at: float | None = None
-    """When the watchdog first saw the decoder process gone."""
     failure: str | None = None
     """Set when the source failed downstream (tracker or sink): its decoder stays stopped."""
 
@@ -103,7 +105,5 @@ class SourceHandle:
             self.restarts = 0
             self.ever_live = True
             self.last_frame_at = time.monotonic()  # the stall clock starts when the source is back
-        if state.final or state is SourceState.RECONNECTING:
-            self.decoder_drops = 0
         log.info("%s: %s%s (%s)", self.spec.id, state.value, f": {reason}" if reason else "", mask_uri(self.spec.uri))
         self.pending.append(StatusChange(self.spec.id, state, reason, info or {}))

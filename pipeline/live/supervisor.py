@@ -1,18 +1,21 @@
 """Decoder processes of live sources: start, stop and restart them, and collect their messages.
 
-One spawned process per source decodes into that source's shared-memory `FrameRing`. The
-collector thread turns their typed messages into each `SourceHandle`'s pending frames and
-state changes. Batching (`feed`) and stall watching (`watchdog`) build on this.
+One spawned process per source decodes into that source's shared-memory `FrameRing`. Each
+decoder generation gets its own pipes (messages up, free slots down), so a decoder killed
+mid-write cannot block another source or its own successor. The collector thread turns
+the messages into each `SourceHandle`'s pending frames and state changes. Batching
+(`feed`) and stall watching (`watchdog`) build on this.
 """
 
 from __future__ import annotations
 
+import ctypes
 import logging
 import multiprocessing as mp
-import queue
 import threading
 import time
 from dataclasses import replace
+from multiprocessing.connection import wait
 
 from pipeline.core.config import LiveConfig, SourceSpec
 from pipeline.core.frame_ring import FrameRing
@@ -27,20 +30,22 @@ log = logging.getLogger(__name__)
 class DecoderSupervisor:
     """Owns the decoder processes and their shared memory; `ready` guards every handle."""
 
-    def __init__(self, specs: list[SourceSpec], live: LiveConfig, batch_size: int, realtime_files: bool = False):
+    def __init__(self, specs: list[SourceSpec], live: LiveConfig, batch_size: int, realtime_files: bool = False,
+                 in_flight_batches: int = 2):
+        """`in_flight_batches`: batches the engine may hold before inference (all lanes), which may all be
+        one source's frames; each source's ring has room for those, its waiting frames and two more."""
         self.live = live
         self.ready = threading.Condition()
         """Held while reading or changing handles; notified when a message arrived."""
         self._context = mp.get_context("spawn")
-        self._messages = self._context.Queue()
-        self._stop = self._context.Event()
+        self._stop = self._context.RawValue(ctypes.c_bool, False)
         self._closed = threading.Event()
-        slots = live.keep_frames + batch_size * 2 + 2
+        slots = live.keep_frames + batch_size * in_flight_batches + 2
         self.handles: dict[str, SourceHandle] = {}
         for spec in specs:
             ring = FrameRing(slots, live.max_width, live.max_height)
             settings = DecoderSettings(spec, live, ring.name, slots, realtime=realtime_files)
-            self.handles[spec.id] = SourceHandle(spec, settings, ring, self._context.Queue())
+            self.handles[spec.id] = SourceHandle(spec, settings, ring)
         self._collector = threading.Thread(target=self._collect, name="decoder-messages", daemon=True)
 
     def start(self) -> None:
@@ -52,25 +57,34 @@ class DecoderSupervisor:
     def give_back(self, handle: SourceHandle, slots: list[int]) -> None:
         """Hand slots back to a source's decoder, in one message (call holding `ready`)."""
         handle.in_flight.difference_update(slots)
-        if slots:
-            handle.free_slots.put(slots)
+        if slots and handle.free_slots is not None:
+            try:
+                handle.free_slots.send(slots)
+            except OSError:  # that decoder is gone; its successor starts with every slot not held
+                pass
 
     def spawn(self, handle: SourceHandle) -> None:
-        """(Re)start a source's decoder process, continuing its frame numbering."""
+        """(Re)start a source's decoder process with new pipes, continuing its frame numbering."""
+        messages_in, messages_out = self._context.Pipe(duplex=False)
+        slots_in, slots_out = self._context.Pipe(duplex=False)
         with self.ready:
             handle.generation += 1
             handle.settings = replace(handle.settings, first_index=handle.next_index, ever_live=handle.ever_live,
                                       generation=handle.generation)
             handle.last_frame_at = time.monotonic()
-            handle.exited_at = None
-            self._reclaim_slots(handle)
+            handle.decoder_drops = 0
+            handle.messages, handle.free_slots = messages_in, slots_out
+            held = {item.slot for item in handle.pending if isinstance(item, FrameReady)} | handle.in_flight
+            slots_out.send([slot for slot in range(handle.ring.slots) if slot not in held])
         process = self._context.Process(
             target=run_decoder,
-            args=(handle.settings, self._messages, handle.free_slots, self._stop),
+            args=(handle.settings, messages_out, slots_in, self._stop),
             name=f"decoder-{handle.spec.id}",
             daemon=True,
         )
         process.start()
+        messages_out.close()  # the decoder holds the only write end: its exit reads as end of file
+        slots_in.close()
         handle.process = process
 
     def terminate(self, handle: SourceHandle) -> None:
@@ -85,7 +99,7 @@ class DecoderSupervisor:
 
     def stop(self, timeout_s: float = 3.0) -> None:
         """Stop decoders (politely, then by force); sources still open become `ended`."""
-        self._stop.set()
+        self._stop.value = True
         deadline = time.monotonic() + timeout_s
         for handle in self.handles.values():
             if handle.process is not None:
@@ -103,28 +117,28 @@ class DecoderSupervisor:
         for handle in self.handles.values():
             handle.ring.close()
 
-    def _reclaim_slots(self, handle: SourceHandle) -> None:
-        """Before a decoder (re)starts, make every slot free that no waiting or in-flight frame holds."""
-        held = {item.slot for item in handle.pending if isinstance(item, FrameReady)} | handle.in_flight
-        while True:
-            try:
-                handle.free_slots.get(timeout=0.05)
-            except queue.Empty:
-                break
-        handle.free_slots.put([slot for slot in range(handle.ring.slots) if slot not in held])
-
     def _collect(self) -> None:
         while not self._closed.is_set():
-            try:
-                message: DecoderMessage = self._messages.get(timeout=0.2)
-            except (queue.Empty, OSError, EOFError):
-                continue
             with self.ready:
-                handle = self.handles.get(message.source_id)
-                if handle is None or message.generation != handle.generation or handle.failure:
-                    continue  # a message of a decoder since replaced or stopped; its slots were reclaimed
-                if isinstance(message, FrameReady):
-                    self.give_back(handle, handle.add_frame(message, self.live.keep_frames))
-                else:
-                    handle.transition(message.state, message.reason, message.info)
-                self.ready.notify_all()
+                channels = {handle.messages: handle for handle in self.handles.values() if handle.messages is not None}
+            if not channels:
+                self._closed.wait(0.2)
+                continue
+            for channel in wait(list(channels), timeout=0.2):
+                handle = channels[channel]
+                try:
+                    message: DecoderMessage = channel.recv()
+                except (EOFError, OSError):  # the decoder exited; the watchdog decides what follows
+                    with self.ready:
+                        if handle.messages is channel:
+                            handle.messages = None
+                    channel.close()
+                    continue
+                with self.ready:
+                    if message.generation != handle.generation or handle.failure:
+                        continue  # a message of a decoder since replaced or stopped; its slots were reclaimed
+                    if isinstance(message, FrameReady):
+                        self.give_back(handle, handle.add_frame(message, self.live.keep_frames))
+                    else:
+                        handle.transition(message.state, message.reason, message.info)
+                    self.ready.notify_all()

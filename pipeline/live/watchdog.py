@@ -7,13 +7,12 @@ import threading
 import time
 
 from pipeline.core.states import SourceState
+from pipeline.core.uris import is_live
 from pipeline.live.decoder_process import backoff_delay
 from pipeline.live.source_handle import SourceHandle
 from pipeline.live.supervisor import DecoderSupervisor
 
 log = logging.getLogger(__name__)
-
-_EXIT_GRACE_S = 1.0
 
 
 class Watchdog:
@@ -41,7 +40,10 @@ class Watchdog:
                     self.check(handle)
 
     def check(self, handle: SourceHandle) -> None:
-        """Restart `handle`'s decoder if it is due, stalled or gone."""
+        """Restart `handle`'s decoder if a restart is due, it stalled, or it exited without a final state.
+
+        Only network streams and devices are restarted: a file's decoder that dies fails the
+        source (restarting would decode the file again from its start)."""
         live = self.supervisor.live
         now = time.monotonic()
         if handle.failure and handle.process is not None:
@@ -49,27 +51,33 @@ class Watchdog:
         with self.supervisor.ready:
             if handle.state.final or handle.failure:
                 return
-            restart_due = handle.restart_at is not None and now >= handle.restart_at
-            waiting = handle.restart_at is not None and not restart_due
-            alive = handle.process is not None and handle.process.is_alive()
-            if not alive and not waiting and not restart_due:
-                # its last messages (e.g. `ended`) may still be on their way: give the collector a moment
-                handle.exited_at = handle.exited_at or now
-                alive = now - handle.exited_at < _EXIT_GRACE_S
-            stalled = handle.live and handle.state is SourceState.LIVE and now - handle.last_frame_at > live.stall_timeout_s
-        if waiting:
-            return
-        if restart_due:
-            handle.restart_at = None
+            if handle.restart_at is not None:
+                due = now >= handle.restart_at
+                if due:
+                    handle.restart_at = None
+            else:
+                due = False
+                gone = handle.process is None or not handle.process.is_alive()
+                if gone and handle.messages is not None:
+                    return  # its last messages (perhaps `ended`) are still being read
+                stalled = (handle.live and handle.state is SourceState.LIVE
+                           and now - handle.last_frame_at > live.stall_timeout_s)
+                if not gone and not stalled:
+                    return
+        if due:
             self.supervisor.spawn(handle)
             return
-        if alive and not stalled:
-            return
-        reason = f"no frame for {now - handle.last_frame_at:.0f}s" if stalled else "decoder process exited"
-        log.warning("%s: %s; restarting its decoder", handle.spec.id, reason)
+        exit_code = handle.process.exitcode if handle.process is not None else None
+        reason = (f"no frame for {now - handle.last_frame_at:.0f}s" if not gone
+                  else f"decoder process exited (code {exit_code}) without ending the source")
         self.supervisor.terminate(handle)
         with self.supervisor.ready:
-            handle.restarts += 1
-            handle.transition(SourceState.RECONNECTING, reason)
-            handle.restart_at = now + backoff_delay(handle.restarts, live.backoff_initial_s, live.backoff_max_s)
+            if not is_live(handle.spec.uri):
+                log.error("%s: %s; a file is not decoded twice, the source is failed", handle.spec.id, reason)
+                handle.transition(SourceState.FAILED, reason)
+            else:
+                log.warning("%s: %s; restarting its decoder", handle.spec.id, reason)
+                handle.restarts += 1
+                handle.transition(SourceState.RECONNECTING, reason)
+                handle.restart_at = now + backoff_delay(handle.restarts, live.backoff_initial_s, live.backoff_max_s)
             self.supervisor.ready.notify_all()

@@ -45,6 +45,8 @@ class SourceOutput:
         self.summary = TimelineSummary()
         self.state = SourceState.CONNECTING
         self.failure: str | None = None
+        self.problem: str | None = None
+        """Why the source failed, upstream (its decoder) or downstream (`failure`)."""
 
     def track(self, detections: Detections) -> list[FaceEvent]:
         """Track ids into `detections`, and the events of these frames."""
@@ -72,6 +74,8 @@ class SourceOutput:
     def status(self, change: StatusChange) -> None:
         """Record a state change (Redis status hash, source_status event)."""
         self.state = change.state
+        if change.state is SourceState.FAILED:
+            self.problem = change.reason or "failed"
         if self.redis is not None:
             self.redis.status(change.state, change.reason)
         if self.on_status is not None:
@@ -79,7 +83,7 @@ class SourceOutput:
 
     def fail(self, reason: str) -> None:
         """The source failed downstream: nothing more is written for it; Redis is told where it still answers."""
-        self.failure = reason
+        self.failure = self.problem = reason
         self.state = SourceState.FAILED
         if self.redis is not None:
             try:
