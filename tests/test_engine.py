@@ -17,6 +17,7 @@ from pipeline.core.states import SourceState
 from pipeline.core.types import StatusChange
 from pipeline.engine.batch import Detections, FrameInfo
 from pipeline.engine.detector import DetectorSettings, EmotionDetector
+from pipeline.engine.forward import CompileMode
 from pipeline.engine.stages import Engine
 from pipeline.faces.analytics import SourceAnalytics
 from pipeline.files.feed import FileFeed
@@ -182,3 +183,14 @@ def test_boxes_scale_back_to_the_source_size_of_downscaled_frames(tiny_weights: 
     assert len(in_half_pixels) > 0
     np.testing.assert_allclose(in_source_pixels.xyxy, in_half_pixels.xyxy * 2, atol=1e-3)
     assert in_source_pixels.frames[0].width == 160
+
+
+@pytest.mark.parametrize("mode", [CompileMode.CUDA_GRAPH, CompileMode.COMPILE])
+def test_cuda_only_modes_fall_back_to_eager_with_one_line(tiny_weights: Path, mode: CompileMode,
+                                                          caplog: pytest.LogCaptureFixture) -> None:
+    detector = EmotionDetector(tiny_weights, "cpu", DetectorSettings(imgsz=IMGSZ, conf=0.001, compile=mode))
+    assert detector.forward.mode is CompileMode.OFF
+    assert f"model.compile={mode.value} needs .pt weights on a CUDA device" in caplog.text
+    eager = EmotionDetector(tiny_weights, "cpu", DetectorSettings(imgsz=IMGSZ, conf=0.001))
+    image = gradient_frames(1)[0]
+    np.testing.assert_array_equal(detector.detect([image]).xyxy, eager.detect([image]).xyxy)

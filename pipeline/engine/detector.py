@@ -91,8 +91,10 @@ class EmotionDetector:
         self.names: list[str] = [self.backend.names[i] for i in sorted(self.backend.names)]
         self.model_id = model_id or model_id_for(self.weights)
         self.stride = int(max(self.backend.stride, 32) if isinstance(self.backend.stride, int) else 32)
-        self._rect_ok = self.backend.format == "pt" or bool(getattr(self.backend, "dynamic", False))
-        self.forward = ForwardPass(self.backend, self.device, self.settings.compile, self.settings.batch)
+        self.forward = ForwardPass(self.backend, self.device, self.settings.compile, self.settings.batch,
+                                   self.settings.imgsz)
+        dynamic = self.backend.format == "pt" or bool(getattr(self.backend, "dynamic", False))
+        self._rect_ok = dynamic and not self.forward.fixed_shape
         place = self.settings.letterbox
         on_device = place is LetterboxPlace.DEVICE or (place is LetterboxPlace.AUTO and self.device.type == "cuda")
         self._device_letterbox = DeviceLetterbox(self.device, self.fp16) if on_device else None

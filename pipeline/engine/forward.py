@@ -1,9 +1,12 @@
 """The forward pass: eager, replayed from a CUDA graph per input shape, or `torch.compile`d.
 
-Graphs and compiled code want fixed shapes, so in those modes a partial batch is padded to
-the configured batch size and the padding's output is cut off. Whatever cannot run in the
-asked mode (no CUDA, weights that are not `.pt`, a capture or compile error) runs eagerly,
-with one log line saying why.
+Graphs and compiled code want one shape: in those modes the detector feeds square
+`imgsz` inputs, a partial batch is padded to the configured batch size (the padding's
+output is cut off), and the graph is captured, or the model compiled, when the detector is
+built, before the engine's threads run (a capture must not race other CUDA work, and
+ultralytics' detection head rebuilds its anchors whenever the input shape changes).
+Whatever cannot run in the asked mode (no CUDA, weights that are not `.pt`, a capture or
+compile error) runs eagerly, with one log line saying why.
 """
 
 from __future__ import annotations
@@ -29,24 +32,47 @@ class CompileMode(str, Enum):
 class ForwardPass:
     """Calls the model on a prepared batch; returns the raw predictions [batch, 4 + classes, anchors]."""
 
-    def __init__(self, backend: AutoBackend, device: torch.device, mode: CompileMode, batch_size: int) -> None:
+    def __init__(self, backend: AutoBackend, device: torch.device, mode: CompileMode, batch_size: int,
+                 imgsz: int) -> None:
         self.backend = backend
         self.device = device
         self.batch_size = batch_size
         self.mode = self._usable(mode)
-        self._graphs: dict[tuple, tuple[torch.Tensor, torch.cuda.CUDAGraph, torch.Tensor]] = {}
-        self._compiled = torch.compile(backend.model, dynamic=False) if self.mode is CompileMode.COMPILE else None
+        self.shape = (batch_size, 3, imgsz, imgsz)
+        """The one input shape graphs and compiled code run at."""
+        self._graph: tuple[torch.Tensor, torch.cuda.CUDAGraph, torch.Tensor] | None = None
+        self._compiled = None
+        if self.mode is not CompileMode.OFF:
+            self._prepare()
+
+    @property
+    def fixed_shape(self) -> bool:
+        """True when inputs must be square `imgsz` (graph or compiled mode)."""
+        return self.mode is not CompileMode.OFF
 
     def __call__(self, batch: torch.Tensor) -> torch.Tensor:
         """Raw predictions for `batch` (NCHW, the backend's dtype)."""
-        if self.mode is CompileMode.CUDA_GRAPH:
+        fits = len(batch) <= self.batch_size and tuple(batch.shape[1:]) == self.shape[1:]
+        if self.mode is CompileMode.CUDA_GRAPH and fits:
             return self._replay(batch)
-        if self.mode is CompileMode.COMPILE:
-            try:
-                return self._padded(batch, lambda full: _first(self._compiled(full)))
-            except Exception as exc:  # torch.compile raises many types (backend, Triton, tracing)
-                self._fall_back(f"torch.compile failed ({_first_line(exc)})")
+        if self.mode is CompileMode.COMPILE and fits:
+            return self._padded(batch, lambda full: _first(self._compiled(full)))
         return _first(self.backend(batch))
+
+    def _prepare(self) -> None:
+        """Capture the graph or compile the model now, on the detector's device; eager if that fails."""
+        dtype = torch.float16 if self.backend.fp16 else torch.float32
+        try:
+            with torch.cuda.device(self.device), torch.inference_mode():
+                if self.mode is CompileMode.CUDA_GRAPH:
+                    self._graph = self._capture(torch.zeros(self.shape, dtype=dtype, device=self.device))
+                else:
+                    log.info("compiling the model with torch.compile for input %s (minutes the first time)", self.shape)
+                    self._compiled = torch.compile(self.backend.model, dynamic=False)
+                    self._compiled(torch.zeros(self.shape, dtype=dtype, device=self.device))
+        except Exception as exc:  # capture and compilation fail for many reasons (memory, ops, Triton)
+            log.warning("model.compile=%s failed (%s); running the model eagerly", self.mode.value, _first_line(exc))
+            self.mode, self._graph, self._compiled = CompileMode.OFF, None, None
 
     def _usable(self, mode: CompileMode) -> CompileMode:
         if mode is CompileMode.OFF:
@@ -58,22 +84,13 @@ class ForwardPass:
         return mode
 
     def _replay(self, batch: torch.Tensor) -> torch.Tensor:
-        key = (max(len(batch), self.batch_size), *batch.shape[1:], batch.dtype)
-        if key not in self._graphs:
-            try:
-                self._graphs[key] = self._capture(key)
-            except Exception as exc:  # capture fails for many reasons (memory, unsupported ops)
-                self._fall_back(f"CUDA graph capture failed ({_first_line(exc)})")
-                return _first(self.backend(batch))
-        static_in, graph, static_out = self._graphs[key]
+        static_in, graph, static_out = self._graph
         static_in[: len(batch)].copy_(batch)
         static_in[len(batch) :].zero_()
         graph.replay()
-        return static_out[: len(batch)]
+        return static_out[: len(batch)].clone()  # the next replay overwrites static_out
 
-    def _capture(self, key: tuple) -> tuple[torch.Tensor, torch.cuda.CUDAGraph, torch.Tensor]:
-        full, *shape, dtype = key
-        static_in = torch.zeros((full, *shape), dtype=dtype, device=self.device)
+    def _capture(self, static_in: torch.Tensor) -> tuple[torch.Tensor, torch.cuda.CUDAGraph, torch.Tensor]:
         model = self.backend.model
         side = torch.cuda.Stream(self.device)
         side.wait_stream(torch.cuda.current_stream(self.device))
@@ -92,10 +109,6 @@ class ForwardPass:
             return run(batch)
         padding = batch.new_zeros((self.batch_size - len(batch), *batch.shape[1:]))
         return run(torch.cat([batch, padding]))[: len(batch)]
-
-    def _fall_back(self, reason: str) -> None:
-        log.warning("%s; running the model eagerly from now on", reason)
-        self.mode = CompileMode.OFF
 
 
 def _first(output: torch.Tensor | list | tuple) -> torch.Tensor:
