@@ -20,7 +20,7 @@ from pipeline.engine.detector import DetectorSettings, EmotionDetector
 from pipeline.engine.forward import CompileMode
 from pipeline.engine.stages import Engine
 from pipeline.faces.analytics import SourceAnalytics
-from pipeline.files.feed import FileFeed
+from pipeline.files.feed import FileFeed, FileJob
 from pipeline.files.process import process_files
 from pipeline.files.sources import VideoFileSource
 from pipeline.sinks.source_output import SourceOutput
@@ -76,7 +76,8 @@ def _run(detectors: list[EmotionDetector], videos: list[Path], folder: Path,
     sources = [VideoFileSource(video) for video in videos]
     outputs = {s.source_id: RecordingOutput(s.source_id, detectors[0], folder, (fail or {}).get(s.source_id))
                for s in sources}
-    engine = Engine(detectors, FileFeed(sources, open_files=3, queue_size=16), outputs, batch)
+    jobs = [FileJob(source.source_id, source.path, lambda source=source: source) for source in sources]
+    engine = Engine(detectors, FileFeed(jobs, open_files=3, queue_size=16), outputs, batch)
     engine.start()
     engine.wait()
     for output in outputs.values():
@@ -194,3 +195,17 @@ def test_cuda_only_modes_fall_back_to_eager_with_one_line(tiny_weights: Path, mo
     eager = EmotionDetector(tiny_weights, "cpu", DetectorSettings(imgsz=IMGSZ, conf=0.001))
     image = gradient_frames(1)[0]
     np.testing.assert_array_equal(detector.detect([image]).xyxy, eager.detect([image]).xyxy)
+
+
+def test_a_folder_of_more_files_than_open_descriptors(tiny_weights: Path, videos: list[Path], tmp_path: Path) -> None:
+    """Files open when their turn comes: 100 files under a limit of 96 descriptors all complete."""
+    folder = tmp_path / "many"
+    folder.mkdir()
+    for number in range(100):
+        (folder / f"v{number:03d}.mp4").write_bytes(videos[2].read_bytes())
+    command = (f"ulimit -n 96; exec {Path(sys.executable).parent / 'emotion-stream'} process {folder} --weights "
+               f"{tiny_weights} --imgsz {IMGSZ} --cpu-backend pytorch --batch 16 --out {tmp_path / 'out'} --quiet")
+    result = subprocess.run(["bash", "-c", command], capture_output=True, text=True, timeout=600)
+    assert result.returncode == 0, result.stderr[-2000:]
+    assert "100 files: 100 complete" in result.stdout
+    assert len((tmp_path / "out" / "v099" / "timeline.jsonl").read_text().splitlines()) == 20

@@ -1,6 +1,7 @@
 """The engine's feed for recorded files: several files decoded at once, batches across them.
 
-Up to `open_files` files are decoded at the same time, each on its own thread (PyAV releases
+Files are opened when their turn comes. Up to `open_files` are decoded at the same time,
+each on its own thread (PyAV releases
 the GIL while decoding; a long file may also decode in segment processes, see `segments`).
 Their frames meet in one bounded queue, so decoders wait when inference is behind: files
 never drop frames. A file's status travels in the same queue, in order with its frames:
@@ -13,10 +14,12 @@ from __future__ import annotations
 import logging
 import queue
 import threading
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Protocol
 
+from pipeline.core.errors import SourceError
 from pipeline.core.states import SourceState
 from pipeline.core.types import Entry, Frame, StatusChange
 
@@ -34,11 +37,26 @@ class FrameSource(Protocol):
     def __iter__(self) -> Iterator[Frame]:
         """Frames in order."""
 
+    @property
+    def expected_frames(self) -> int | None:
+        """Frames it will yield, when the container says."""
+
     def frame_interval_s(self) -> float:
         """Seconds between processed frames."""
 
     def close(self) -> None:
         """Release the file."""
+
+
+@dataclass(frozen=True)
+class FileJob:
+    """A file to process: its source id, and how to open it when its turn comes."""
+
+    source_id: str
+    path: Path
+    open: Callable[[], FrameSource]
+    expected_frames: int | None = None
+    """Known before opening, when the file was opened already (a single file)."""
 
 
 @dataclass
@@ -49,18 +67,20 @@ class _Done:
 class FileFeed:
     """Frames and statuses of many files for the engine (`FrameFeed`)."""
 
-    def __init__(self, sources: list[FrameSource], open_files: int = 4, queue_size: int = 64,
-                 max_wait_s: float = 0.025) -> None:
+    def __init__(self, jobs: list[FileJob], open_files: int = 4, queue_size: int = 64,
+                 max_wait_s: float = 0.025, on_open: Callable[[FrameSource], None] | None = None) -> None:
+        """`on_open` is called (on a decoder thread) with each file that opened."""
         self.max_wait_s = max_wait_s
-        self._jobs: queue.Queue[FrameSource] = queue.Queue()
-        for source in sources:
-            self._jobs.put(source)
+        self.on_open = on_open
+        self._jobs: queue.Queue[FileJob] = queue.Queue()
+        for job in jobs:
+            self._jobs.put(job)
         self._queue: queue.Queue[Entry | _Done] = queue.Queue(maxsize=max(1, queue_size))
         self._stop = threading.Event()
         self._failed: set[str] = set()
         self._workers = [
             threading.Thread(target=self._decode_files, name=f"file-decoder{n}", daemon=True)
-            for n in range(max(1, min(open_files, len(sources))))
+            for n in range(max(1, min(open_files, len(jobs))))
         ]
         self._running = len(self._workers)
         for worker in self._workers:
@@ -101,15 +121,22 @@ class FileFeed:
         try:
             while not self._stop.is_set():
                 try:
-                    source = self._jobs.get_nowait()
+                    job = self._jobs.get_nowait()
                 except queue.Empty:
                     break
-                self._decode(source)
+                self._decode(job)
         finally:
             self._queue.put(_Done())
 
-    def _decode(self, source: FrameSource) -> None:
-        source_id = source.source_id
+    def _decode(self, job: FileJob) -> None:
+        source_id = job.source_id
+        try:
+            source = job.open()
+        except (SourceError, OSError) as exc:  # missing, unreadable, too many open files: this file fails
+            self._put(StatusChange(source_id, SourceState.FAILED, str(exc)), even_when_stopped=True)
+            return
+        if self.on_open is not None:
+            self.on_open(source)
         self._put(StatusChange(source_id, SourceState.LIVE, info={"frame_interval_s": source.frame_interval_s()}))
         state, reason = SourceState.ENDED, ""
         try:

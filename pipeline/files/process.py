@@ -7,6 +7,7 @@ and problems. A file that cannot be opened, or is damaged, fails alone; the job 
 
 from __future__ import annotations
 
+import functools
 import json
 import logging
 import time
@@ -17,7 +18,7 @@ from tqdm import tqdm
 
 from pipeline.core.config import PipelineConfig
 from pipeline.core.contract import RedisKeys
-from pipeline.core.errors import ConfigError, SinkError, SourceError
+from pipeline.core.errors import ConfigError, SinkError
 from pipeline.core.shutdown import StopSignals
 from pipeline.core.stage_times import StageTimes
 from pipeline.core.uris import mask_uri
@@ -26,9 +27,9 @@ from pipeline.engine.loading import load_detectors
 from pipeline.engine.stages import Engine
 from pipeline.faces.analytics import SourceAnalytics
 from pipeline.faces.summary import TimelineSummary
-from pipeline.files.feed import FileFeed
+from pipeline.files.feed import FileFeed, FileJob, FrameSource
 from pipeline.files.segments import SegmentedVideoSource, decode_workers_for
-from pipeline.files.sources import VideoFileSource
+from pipeline.files.sources import VideoFileSource, source_id_for
 from pipeline.sinks.files import FileSink
 from pipeline.sinks.redis_sink import RedisSink, connect
 from pipeline.sinks.redis_writer import RedisWriter
@@ -70,9 +71,11 @@ def process_video(
     show_progress: bool = True,
     max_frames: int | None = None,
 ) -> RunReport:
-    """Process one video file end to end (see `process_files`); a file that cannot be opened raises."""
+    """Process one video file end to end (see `process_files`); a file that cannot be opened raises
+    SourceError before anything is written."""
     source = _open_source(config, video, source_id, max_frames, files_at_once=1)
-    return _run(config, [source], [detector] if detector else None, show_progress)[0]
+    job = FileJob(source.source_id, source.path, lambda: source, source.expected_frames)
+    return _run(config, [job], [detector] if detector else None, show_progress)[0]
 
 
 def process_files(
@@ -84,21 +87,16 @@ def process_files(
 ) -> list[RunReport]:
     """Process many files through one engine; a report per file, in the order given.
 
-    Files that cannot be opened get a report with `source_problem` and no outputs; the
-    others are processed. Source ids are the file names and must be distinct.
+    Files are opened only when their turn comes (a folder of thousands holds a handful
+    open); one that cannot be opened or is damaged gets its `source_problem` and the others
+    are processed. Source ids are the file names and must be distinct.
     """
-    sources: list[VideoFileSource | SegmentedVideoSource | RunReport] = []
     at_once = min(config.batching.open_files, len(videos))
-    for video in videos:
-        try:
-            sources.append(_open_source(config, video, None, max_frames, at_once))
-        except SourceError as exc:
-            sources.append(RunReport(Path(video).stem, Path(video), Path(config.output.dir), TimelineSummary(), "",
-                                     "", source_problem=str(exc)))
-    opened = [source for source in sources if not isinstance(source, RunReport)]
-    _check_distinct([source.source_id for source in opened], [source.path for source in opened])
-    reports = iter(_run(config, opened, detectors, show_progress) if opened else [])
-    return [source if isinstance(source, RunReport) else next(reports) for source in sources]
+    jobs = [FileJob(source_id_for(video), Path(video),
+                    functools.partial(_open_source, config, video, None, max_frames, at_once))
+            for video in videos]
+    _check_distinct(jobs)
+    return _run(config, jobs, detectors, show_progress)
 
 
 def _open_source(
@@ -112,37 +110,44 @@ def _open_source(
     return VideoFileSource(video, source_id, stride=config.source.stride, max_frames=max_frames)
 
 
-def _check_distinct(source_ids: list[str], paths: list[Path]) -> None:
+def _check_distinct(jobs: list[FileJob]) -> None:
     seen: dict[str, Path] = {}
-    for source_id, path in zip(source_ids, paths):
-        if source_id in seen:
-            raise ConfigError(f"{seen[source_id]} and {path} both get source id {source_id!r}: "
+    for job in jobs:
+        if job.source_id in seen:
+            raise ConfigError(f"{seen[job.source_id]} and {job.path} both get source id {job.source_id!r}: "
                               "process them in separate runs with --source-id, or rename one")
-        seen[source_id] = path
+        seen[job.source_id] = job.path
 
 
 def _run(
     config: PipelineConfig,
-    sources: list[VideoFileSource | SegmentedVideoSource],
+    jobs: list[FileJob],
     detectors: list[EmotionDetector] | None,
     show_progress: bool,
 ) -> list[RunReport]:
-    """One engine over `sources`; never raises after outputs have started to be written, except for
-    an engine (model) error, which is raised once every output is closed."""
+    """One engine over the files of `jobs`; never raises after outputs have started to be written,
+    except for an engine (model) error, which is raised once every output is closed."""
     detectors = detectors or load_detectors(config.model, config.batching.batch)
     detector = detectors[0]
     root = Path(config.output.dir)
-    reports = [RunReport(source.source_id, source.path, root / source.source_id, TimelineSummary(),
-                         detector.model_id, detector.description) for source in sources]
-    spill = reports[0].output_dir / "redis-spill.jsonl" if len(sources) == 1 else root / "redis-spill.jsonl"
+    reports = [RunReport(job.source_id, job.path, root / job.source_id, TimelineSummary(), detector.model_id,
+                         detector.description) for job in jobs]
+    spill = reports[0].output_dir / "redis-spill.jsonl" if len(jobs) == 1 else root / "redis-spill.jsonl"
     writer = _open_writer(config, spill, reports)
-    outputs = {source.source_id: _output(config, source, detector, writer, report)
-               for source, report in zip(sources, reports)}
-    feed = FileFeed(sources, config.batching.open_files, config.batching.queue_size,
-                    config.batching.max_wait_ms / 1000)
+    outputs = {job.source_id: _output(config, job, detector, writer, report) for job, report in zip(jobs, reports)}
+    single = len(jobs) == 1
+    bar = tqdm(total=jobs[0].expected_frames if single else 0, unit="frame",
+               desc=jobs[0].source_id if single else f"{len(jobs)} files", disable=not show_progress,
+               dynamic_ncols=True)
+
+    def count_in(source: FrameSource) -> None:
+        if not single and source.expected_frames:
+            bar.total += source.expected_frames
+            bar.refresh()
+
+    feed = FileFeed(jobs, config.batching.open_files, config.batching.queue_size, config.batching.max_wait_ms / 1000,
+                    on_open=count_in)
     times = StageTimes()
-    bar = tqdm(total=_expected(sources), unit="frame", desc=sources[0].source_id if len(sources) == 1 else
-               f"{len(sources)} files", disable=not show_progress, dynamic_ncols=True)
     engine = Engine(detectors, feed, outputs, config.batching.batch, times,
                     on_written=lambda _source, frames: bar.update(frames))
     started = time.perf_counter()
@@ -171,37 +176,32 @@ def _run(
             if engine.error is not None and not output.state.final:
                 output.fail(f"inference stopped: {engine.error}")
         unwritten = writer.close(config.redis.timeout_s * 2) if writer is not None else 0
-        for source, report in zip(sources, reports):
-            output = outputs[source.source_id]
+        for job, report in zip(jobs, reports):
+            output = outputs[job.source_id]
             output.close()
             report.summary, report.seconds, report.interrupted = output.summary, seconds, interrupted
-            report.source_problem = report.source_problem or source.stopped_early or output.problem
+            report.source_problem = output.problem
             report.stages = times.overall()
             _redis_outcome(writer, output, report, unwritten)
+            report.output_dir.mkdir(parents=True, exist_ok=True)
             (report.output_dir / "summary.json").write_text(json.dumps(_summary_json(report), indent=2))
     return reports
 
 
-def _expected(sources: list[VideoFileSource | SegmentedVideoSource]) -> int | None:
-    counts = [source.expected_frames for source in sources]
-    return None if None in counts else sum(counts)
-
-
 def _output(
     config: PipelineConfig,
-    source: VideoFileSource | SegmentedVideoSource,
+    job: FileJob,
     detector: EmotionDetector,
     writer: RedisWriter | None,
     report: RunReport,
 ) -> SourceOutput:
-    analytics = SourceAnalytics(source.source_id, detector.names, config.tracking, config.events,
-                                source.frame_interval_s())
+    analytics = SourceAnalytics(job.source_id, detector.names, config.tracking, config.events, 1 / 30)
     files = FileSink(report.output_dir, detector.names, detector.model_id)
     redis_sink = None
     if writer is not None:
-        redis_sink = RedisSink(writer, source.source_id, detector.model_id, RedisKeys(config.redis.prefix),
-                               config.redis.maxlen, str(source.path))
-    return SourceOutput(source.source_id, detector.names, analytics, files, redis_sink)
+        redis_sink = RedisSink(writer, job.source_id, detector.model_id, RedisKeys(config.redis.prefix),
+                               config.redis.maxlen, str(job.path))
+    return SourceOutput(job.source_id, detector.names, analytics, files, redis_sink)
 
 
 def open_redis_writer(config: PipelineConfig, spill_path: Path) -> RedisWriter:

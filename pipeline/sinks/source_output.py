@@ -76,6 +76,11 @@ class SourceOutput:
         self.state = change.state
         if change.state is SourceState.FAILED:
             self.problem = change.reason or "failed"
+        if self.files is not None:
+            if change.state is SourceState.LIVE:
+                self.files.open()  # a job of many files holds open only the files being processed
+            elif change.state.final:
+                self.files.close()
         if self.redis is not None:
             self.redis.status(change.state, change.reason)
         if self.on_status is not None:
