@@ -195,4 +195,7 @@ def test_metrics_endpoint_and_periodic_line(
     assert "emotion_dropped_frames_total" in text and "emotion_reconnects_total" in text
     lines = [record.getMessage() for record in caplog.records if record.name == "pipeline.core.metrics"]
     assert any(line.startswith("clip ") and "fps drop" in line and "[live]" in line for line in lines)
-    assert report.frames["clip"] > 30
+    assert 'emotion_stage_busy_ratio{stage="inference"}' in text and 'emotion_queue_depth{queue="sinks"}' in text
+    engine_lines = [line for line in lines if line.startswith("engine: ")]
+    assert engine_lines and all("inference" in line and "queues" in line for line in engine_lines)
+    assert report.frames["clip"] > 30 and "inference" in report.stages
