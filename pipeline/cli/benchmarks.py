@@ -128,6 +128,7 @@ class LiveStreamResult:
 
     source_id: str
     fps: float
+    """Frames per second while the stream was live (start-up not counted)."""
     drop_rate: float
     latency_ms: tuple[float, float, float] | None
 
@@ -157,7 +158,7 @@ def run_live_bench(config: PipelineConfig, video: str | Path, streams: int, seco
         results.append(
             LiveStreamResult(
                 source_id,
-                metrics.frames / report.seconds,
+                metrics.fps,
                 report.dropped[source_id] / offered if offered else 0.0,
                 metrics.percentiles(),
             )

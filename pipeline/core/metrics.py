@@ -30,6 +30,15 @@ class SourceMetrics:
     state: str = "connecting"
     latencies: deque = field(default_factory=lambda: deque(maxlen=4096))
     window_frames: int = 0
+    first_at: float | None = None
+    last_at: float | None = None
+    """Monotonic times of the first and the latest processed frame."""
+
+    @property
+    def fps(self) -> float:
+        """Frames per second from the first processed frame to the latest."""
+        span = (self.last_at or 0.0) - (self.first_at or 0.0)
+        return self.frames / span if span > 0 else 0.0
 
     def percentiles(self) -> tuple[float, float, float] | None:
         """p50, p95, p99 latency in milliseconds over the window, or None without data."""
@@ -71,9 +80,13 @@ class PipelineMetrics:
 
     def processed(self, source_id: str, frames: int) -> None:
         """Count processed frames."""
+        now = time.monotonic()
         with self._lock:
-            self.sources[source_id].frames += frames
-            self.sources[source_id].window_frames += frames
+            metrics = self.sources[source_id]
+            metrics.frames += frames
+            metrics.window_frames += frames
+            metrics.first_at = metrics.first_at or now
+            metrics.last_at = now
         self._frames.labels(source_id).inc(frames)
 
     def set_dropped(self, source_id: str, dropped: int) -> None:
