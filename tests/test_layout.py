@@ -55,3 +55,14 @@ def test_no_layer_imports_a_layer_above_it() -> None:
                 if own is not None and target is not None and target > own:
                     upward.append(f"{module} imports {imported}")
     assert not upward, "imports that reach up a layer:\n" + "\n".join(upward)
+
+
+def test_the_command_line_and_decoder_processes_start_without_the_model_runtime() -> None:
+    """Spawned decoder processes import the command line's module: it must not pull in torch."""
+    import subprocess
+    import sys
+
+    code = ("import sys, pipeline.cli, pipeline.live.decoder_process, pipeline.files.segments; "
+            "print(sorted({'torch', 'ultralytics', 'openvino'} & set(sys.modules)))")
+    result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120, cwd=ROOT)
+    assert result.stdout.strip() == "[]", result.stdout + result.stderr

@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 import sys
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from pipeline.cli.common import (
     EXIT_INTERRUPTED,
@@ -17,7 +18,9 @@ from pipeline.cli.common import (
 from pipeline.core.config import PipelineConfig, load_config
 from pipeline.core.contract import RedisKeys
 from pipeline.core.errors import ConfigError, SourceError
-from pipeline.files.process import RunReport
+
+if TYPE_CHECKING:  # the command line imports no model runtime until a command runs (decoder processes import it)
+    from pipeline.files.process import RunReport
 
 VIDEO_SUFFIXES = {".mp4", ".mkv", ".mov", ".avi", ".webm", ".m4v", ".ts", ".mts", ".flv", ".wmv", ".mpg", ".mpeg"}
 
