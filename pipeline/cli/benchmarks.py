@@ -3,6 +3,7 @@ forward-only ceiling (same runtime, batch and input shape), measured in the same
 
 from __future__ import annotations
 
+import copy
 import tempfile
 import time
 from dataclasses import dataclass
@@ -140,6 +141,7 @@ def run_live_bench(config: PipelineConfig, video: str | Path, streams: int, seco
     from pipeline.live.serve import serve
     from pipeline.sinks.redis_server import LocalRedisServer
 
+    config = copy.deepcopy(config)  # each run gets its own sources and private Redis
     fps = VideoFileSource(video).info.fps
     config.sources = [SourceSpec(f"stream{i + 1}", str(video), loop=True) for i in range(streams)]
     config.output.files = False
