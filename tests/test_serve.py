@@ -199,3 +199,35 @@ def test_metrics_endpoint_and_periodic_line(
     engine_lines = [line for line in lines if line.startswith("engine: ")]
     assert engine_lines and all("inference" in line and "queues" in line for line in engine_lines)
     assert report.frames["clip"] > 30 and "inference" in report.stages
+
+
+def test_a_killed_decoder_is_restarted_for_a_camera_and_fails_a_file(
+    weights: Path, imgsz: int, camera_video: Path, redis_url: str, tmp_path: Path
+) -> None:
+    """SIGKILL both decoders mid-stream: the camera's decoder is restarted and frames go on with
+    their numbering; the file is failed with the reason rather than decoded again from its start."""
+    import multiprocessing
+
+    def kill_decoders() -> None:
+        for child in multiprocessing.active_children():
+            if child.name.startswith("decoder-"):
+                os.kill(child.pid, signal.SIGKILL)
+
+    with RtspServer({"cam": camera_video}) as server:
+        sources = [SourceSpec("cam", server.url("cam")), SourceSpec("clip", str(camera_video))]
+        config = _config(weights, imgsz, tmp_path, sources, redis_url)
+        config.batching.batch = 1  # the file is still decoding when the kill comes
+        timer = _after(5, kill_decoders)
+        report = serve(config, realtime_files=True, max_seconds=14)
+        timer.join()
+    assert report.reconnects["cam"] >= 1 and report.states["cam"] == "ended"
+    frames = [row["frame"] for row in _timeline(tmp_path, "cam")]
+    assert frames == sorted(set(frames)) and frames[-1] > frames[len(frames) // 2] + 20
+    assert report.states["clip"] == "failed" and "decoder process exited" in _source_reason(redis_url, "clip")
+    clip = [row["frame"] for row in _timeline(tmp_path, "clip")]
+    assert clip == list(range(len(clip))), "a file's frames are never decoded twice"
+
+
+def _source_reason(url: str, source: str) -> str:
+    client = redis.Redis.from_url(url, decode_responses=True)
+    return json.loads(client.hget("emotion:sources", source)).get("reason", "")

@@ -86,7 +86,7 @@ def _severity(code: int) -> int:
 
 
 def _print_report(report: RunReport, config: PipelineConfig, args: argparse.Namespace) -> int:
-    if report.model_id:
+    if report.opened:
         print(f"{report.source_id}: {report.fps:.1f} frames/s on {report.backend} ({report.model_id})")
         print(report.summary.format())
         print(f"timeline: {report.output_dir}/timeline.jsonl, timeline.csv, events.jsonl")
@@ -95,7 +95,7 @@ def _print_report(report: RunReport, config: PipelineConfig, args: argparse.Name
 
         written = write_report(report.output_dir, annotate=args.annotate, video=report.video)
         print(f"report: {report.output_dir / 'report.md'} ({len(written)} files)")
-    if config.redis.url and not report.redis_problem and report.model_id:
+    if config.redis.url and not report.redis_problem and report.opened:
         keys = RedisKeys(config.redis.prefix)
         print(
             f"redis: {report.redis_written} entries in {keys.frames(report.source_id)}"

@@ -12,7 +12,6 @@ compile error) runs eagerly, with one log line saying why.
 from __future__ import annotations
 
 import logging
-from collections.abc import Callable
 from enum import Enum
 
 import torch
@@ -52,12 +51,15 @@ class ForwardPass:
 
     def __call__(self, batch: torch.Tensor) -> torch.Tensor:
         """Raw predictions for `batch` (NCHW, the backend's dtype)."""
-        fits = len(batch) <= self.batch_size and tuple(batch.shape[1:]) == self.shape[1:]
-        if self.mode is CompileMode.CUDA_GRAPH and fits:
-            return self._replay(batch)
-        if self.mode is CompileMode.COMPILE and fits:
-            return self._padded(batch, lambda full: _first(self._compiled(full)))
-        return _first(self.backend(batch))
+        if self.mode is not CompileMode.OFF and tuple(batch.shape[1:]) != self.shape[1:]:
+            # any other shape makes the detection head rebuild the anchors the graph or compiled code holds
+            log.warning("input %s is not the %s the model was prepared for; running eagerly from now on",
+                        tuple(batch.shape), self.shape)
+            self.mode, self._graph, self._compiled = CompileMode.OFF, None, None
+        if self.mode is CompileMode.OFF:
+            return _first(self.backend(batch))
+        run = self._replay if self.mode is CompileMode.CUDA_GRAPH else self._run_compiled
+        return torch.cat([run(chunk) for chunk in batch.split(self.batch_size)])
 
     def _prepare(self) -> None:
         """Capture the graph or compile the model now, on the detector's device; eager if that fails."""
@@ -69,7 +71,9 @@ class ForwardPass:
                 else:
                     log.info("compiling the model with torch.compile for input %s (minutes the first time)", self.shape)
                     self._compiled = torch.compile(self.backend.model, dynamic=False)
-                    self._compiled(torch.zeros(self.shape, dtype=dtype, device=self.device))
+                    warm = torch.zeros(self.shape, dtype=dtype, device=self.device)
+                    for _ in range(2):  # the head sets its anchors on the first call: the second compiles the rest
+                        self._compiled(warm)
         except Exception as exc:  # capture and compilation fail for many reasons (memory, ops, Triton)
             log.warning("model.compile=%s failed (%s); running the model eagerly", self.mode.value, _first_line(exc))
             self.mode, self._graph, self._compiled = CompileMode.OFF, None, None
@@ -104,11 +108,11 @@ class ForwardPass:
         log.info("CUDA graph captured for input %s", tuple(static_in.shape))
         return static_in, graph, static_out
 
-    def _padded(self, batch: torch.Tensor, run: Callable[[torch.Tensor], torch.Tensor]) -> torch.Tensor:
-        if len(batch) >= self.batch_size:
-            return run(batch)
-        padding = batch.new_zeros((self.batch_size - len(batch), *batch.shape[1:]))
-        return run(torch.cat([batch, padding]))[: len(batch)]
+    def _run_compiled(self, batch: torch.Tensor) -> torch.Tensor:
+        if len(batch) < self.batch_size:
+            padding = batch.new_zeros((self.batch_size - len(batch), *batch.shape[1:]))
+            return _first(self._compiled(torch.cat([batch, padding])))[: len(batch)]
+        return _first(self._compiled(batch))
 
 
 def _first(output: torch.Tensor | list | tuple) -> torch.Tensor:

@@ -132,8 +132,9 @@ class FileFeed:
         source_id = job.source_id
         try:
             source = job.open()
-        except (SourceError, OSError) as exc:  # missing, unreadable, too many open files: this file fails
-            self._put(StatusChange(source_id, SourceState.FAILED, str(exc)), even_when_stopped=True)
+        except Exception as exc:  # missing, unreadable, too many open files, a library's error: this file fails
+            reason = str(exc) if isinstance(exc, SourceError) else f"cannot open {job.path}: {exc}"
+            self._put(StatusChange(source_id, SourceState.FAILED, reason), even_when_stopped=True)
             return
         if self.on_open is not None:
             self.on_open(source)

@@ -56,6 +56,8 @@ class RunReport:
     redis_duplicates: int = 0
     stages: str = ""
     """Busy share of each engine stage over the run."""
+    opened: bool = False
+    """False for a file that could not be opened (it has no outputs)."""
 
     @property
     def fps(self) -> float:
@@ -182,9 +184,10 @@ def _run(
             report.summary, report.seconds, report.interrupted = output.summary, seconds, interrupted
             report.source_problem = output.problem
             report.stages = times.overall()
+            report.opened = output.went_live
             _redis_outcome(writer, output, report, unwritten)
-            report.output_dir.mkdir(parents=True, exist_ok=True)
-            (report.output_dir / "summary.json").write_text(json.dumps(_summary_json(report), indent=2))
+            if report.opened:  # a file that never opened keeps whatever an earlier run left
+                (report.output_dir / "summary.json").write_text(json.dumps(_summary_json(report), indent=2))
     return reports
 
 

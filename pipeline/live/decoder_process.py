@@ -17,6 +17,7 @@ or its own successor would wait on.
 from __future__ import annotations
 
 import random
+import signal
 import time
 from collections import deque
 from dataclasses import dataclass
@@ -66,12 +67,16 @@ class _Stopped(Exception):
 
 
 def run_decoder(settings: DecoderSettings, messages: Connection, free_slots: Connection, stop: Synchronized) -> None:
-    """Process entry point: decode until the source ends, fails permanently, or `stop` is set."""
+    """Process entry point: decode until the source ends, fails permanently, or `stop` is set.
+
+    Ctrl-C in a terminal reaches the whole process group: the decoder ignores it and stops
+    when the inference process sets `stop`, after what it decoded was handed over."""
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
     live = settings.live_config
     ring = FrameRing(settings.slots, live.max_width, live.max_height, name=settings.ring_name)
     try:
         _Decoder(settings, ring, messages, free_slots, stop).run()
-    except (KeyboardInterrupt, _Stopped):
+    except _Stopped:
         pass
     finally:
         ring.close()

@@ -63,8 +63,16 @@ class DecoderSupervisor:
             except OSError:  # that decoder is gone; its successor starts with every slot not held
                 pass
 
+    @property
+    def stopping(self) -> bool:
+        """True once `stop` was called."""
+        return bool(self._stop.value)
+
     def spawn(self, handle: SourceHandle) -> None:
-        """(Re)start a source's decoder process with new pipes, continuing its frame numbering."""
+        """(Re)start a source's decoder process with new pipes, continuing its frame numbering.
+
+        If the process cannot start (no memory, too many processes), the source is left without
+        a decoder: the watchdog then restarts it later or, for a file, fails it."""
         messages_in, messages_out = self._context.Pipe(duplex=False)
         slots_in, slots_out = self._context.Pipe(duplex=False)
         with self.ready:
@@ -82,9 +90,18 @@ class DecoderSupervisor:
             name=f"decoder-{handle.spec.id}",
             daemon=True,
         )
-        process.start()
-        messages_out.close()  # the decoder holds the only write end: its exit reads as end of file
-        slots_in.close()
+        try:
+            process.start()
+        except OSError as exc:
+            log.error("%s: cannot start a decoder process: %s", handle.spec.id, exc)
+            with self.ready:
+                handle.messages = handle.free_slots = handle.process = None
+            messages_in.close()
+            slots_out.close()
+            return
+        finally:
+            messages_out.close()  # the decoder holds the only write end: its exit reads as end of file
+            slots_in.close()
         handle.process = process
 
     def terminate(self, handle: SourceHandle) -> None:
@@ -105,6 +122,9 @@ class DecoderSupervisor:
             if handle.process is not None:
                 handle.process.join(max(0.0, deadline - time.monotonic()))
                 self.terminate(handle)
+        drained_by = time.monotonic() + 2.0  # the collector reads what they sent up to their end of file
+        while time.monotonic() < drained_by and any(h.messages is not None for h in self.handles.values()):
+            time.sleep(0.02)
         self._closed.set()
         self._collector.join(timeout=1.0)
         with self.ready:
@@ -128,7 +148,9 @@ class DecoderSupervisor:
                 handle = channels[channel]
                 try:
                     message: DecoderMessage = channel.recv()
-                except (EOFError, OSError):  # the decoder exited; the watchdog decides what follows
+                except Exception as exc:  # end of file, or a message cut short by the decoder's death
+                    if not isinstance(exc, (EOFError, OSError)):
+                        log.warning("%s: unreadable message from its decoder (%s)", handle.spec.id, exc)
                     with self.ready:
                         if handle.messages is channel:
                             handle.messages = None

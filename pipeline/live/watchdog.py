@@ -36,35 +36,42 @@ class Watchdog:
     def _run(self) -> None:
         while not self._stop.wait(self.interval_s):
             for handle in self.supervisor.handles.values():
-                if not self._stop.is_set():
+                if self._stop.is_set() or self.supervisor.stopping:
+                    break
+                try:
                     self.check(handle)
+                except Exception:  # one source's trouble must not end the watching of all
+                    log.exception("%s: the watchdog could not check this source", handle.spec.id)
 
     def check(self, handle: SourceHandle) -> None:
         """Restart `handle`'s decoder if a restart is due, it stalled, or it exited without a final state.
 
-        Only network streams and devices are restarted: a file's decoder that dies fails the
-        source (restarting would decode the file again from its start)."""
+        Only network streams and devices are restarted (and only they can stall: a paced file
+        may wait for its next timestamp): a file's decoder that dies fails the source, since a
+        restart would decode the file again from its start."""
         live = self.supervisor.live
         now = time.monotonic()
         if handle.failure and handle.process is not None:
             self.supervisor.terminate(handle)  # failed downstream: its frames are not wanted
+        network = is_live(handle.spec.uri)
         with self.supervisor.ready:
             if handle.state.final or handle.failure:
                 return
             if handle.restart_at is not None:
-                due = now >= handle.restart_at
-                if due:
-                    handle.restart_at = None
+                if now < handle.restart_at:
+                    return
+                handle.restart_at = None
+                restart_now = True
             else:
-                due = False
+                restart_now = False
                 gone = handle.process is None or not handle.process.is_alive()
                 if gone and handle.messages is not None:
                     return  # its last messages (perhaps `ended`) are still being read
-                stalled = (handle.live and handle.state is SourceState.LIVE
+                stalled = (network and handle.state is SourceState.LIVE
                            and now - handle.last_frame_at > live.stall_timeout_s)
                 if not gone and not stalled:
                     return
-        if due:
+        if restart_now:
             self.supervisor.spawn(handle)
             return
         exit_code = handle.process.exitcode if handle.process is not None else None
@@ -72,7 +79,7 @@ class Watchdog:
                   else f"decoder process exited (code {exit_code}) without ending the source")
         self.supervisor.terminate(handle)
         with self.supervisor.ready:
-            if not is_live(handle.spec.uri):
+            if not network:
                 log.error("%s: %s; a file is not decoded twice, the source is failed", handle.spec.id, reason)
                 handle.transition(SourceState.FAILED, reason)
             else:

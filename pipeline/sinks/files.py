@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import csv
 import json
 from pathlib import Path
@@ -34,10 +35,13 @@ class FileSink:
         mode = "a" if self._created else "w"
         try:
             self.folder.mkdir(parents=True, exist_ok=True)
-            self._jsonl = open(self.folder / "timeline.jsonl", mode, encoding="utf-8")
-            self._csv_file = open(self.folder / "timeline.csv", mode, encoding="utf-8", newline="")
+            with contextlib.ExitStack() as opened:
+                jsonl = opened.enter_context(open(self.folder / "timeline.jsonl", mode, encoding="utf-8"))
+                csv_file = opened.enter_context(open(self.folder / "timeline.csv", mode, encoding="utf-8", newline=""))
+                opened.pop_all()  # both opened: keep them
         except OSError as exc:
             raise SinkError(f"cannot write outputs to {self.folder}: {exc.strerror}") from None
+        self._jsonl, self._csv_file = jsonl, csv_file
         self._csv = csv.writer(self._csv_file)
         if self._created:
             return
@@ -60,6 +64,8 @@ class FileSink:
 
     def write(self, payloads: list[FramePayload]) -> None:
         """Append one batch of a source's frames to both files and flush them."""
+        if not payloads:
+            return
         self.open()
         model = json.dumps(self.model_id)
         for payload in payloads:

@@ -47,6 +47,8 @@ class SourceOutput:
         self.failure: str | None = None
         self.problem: str | None = None
         """Why the source failed, upstream (its decoder) or downstream (`failure`)."""
+        self.went_live = False
+        """True once the source delivered (a file: it opened)."""
 
     def track(self, detections: Detections) -> list[FaceEvent]:
         """Track ids into `detections`, and the events of these frames."""
@@ -76,6 +78,7 @@ class SourceOutput:
         self.state = change.state
         if change.state is SourceState.FAILED:
             self.problem = change.reason or "failed"
+        self.went_live = self.went_live or change.state is SourceState.LIVE
         if self.files is not None:
             if change.state is SourceState.LIVE:
                 self.files.open()  # a job of many files holds open only the files being processed
