@@ -35,7 +35,9 @@ class Throughput:
         return self.frames / self.seconds if self.seconds else 0.0
 
 
-def run_bench(config: PipelineConfig, video: str | Path, max_frames: int | None = None) -> tuple[Throughput, ...]:
+def run_bench(
+    config: PipelineConfig, video: str | Path, max_frames: int | None = None
+) -> tuple[Throughput, Throughput, float]:
     """Time YOLO.predict, the pipeline and the forward-only ceiling on the same video and settings; print all."""
     if not config.model.weights:
         raise ModelError("no weights given: pass --weights")
@@ -53,32 +55,30 @@ def run_bench(config: PipelineConfig, video: str | Path, max_frames: int | None 
     ours = _time_pipeline(config, video, max_frames, detectors)
     print(f"  emotion-stream pipeline    {ours.backend}")
     print(f"                                       {ours.fps:8.2f} frames/s   {ours.fps / reference.fps:.2f}x YOLO.predict")
-    print(f"  forward-only ceiling                 {ceiling.fps:8.2f} frames/s   "
-          f"pipeline at {ours.fps / ceiling.fps:.0%} of it")
+    print(f"  forward-only ceiling                 {ceiling:8.2f} images/s   pipeline at {ours.fps / ceiling:.0%} of it")
     print(f"  stages busy: {ours.stages}")
     return reference, ours, ceiling
 
 
-def forward_ceiling(detectors: list[EmotionDetector], video: str | Path, batch: int,
-                    seconds: float = 3.0) -> Throughput:
+def forward_ceiling(detectors: list[EmotionDetector], video: str | Path, batch: int, seconds: float = 3.0) -> float:
     """Images/s of the forward pass alone, on a full batch of the video's own frames (same runtime,
     batch and input shape as the pipeline; no decode, letterbox, NMS or writing), summed over devices."""
     images = [frame.image for frame in VideoFileSource(video, max_frames=batch)]
     images = (images * batch)[:batch]
     total = 0.0
     for detector in detectors:
-        tensor = detector.prepare(images)
-        tensor.wait()
+        model_input = detector.prepare(images)
+        model_input.wait()
         with torch.inference_mode():
-            detector.forward(tensor.tensor)  # warm-up (and CUDA graph capture or compilation)
+            detector.forward(model_input.tensor)  # warm-up (and CUDA graph capture or compilation)
             _synchronize(detector)
             runs, started = 0, time.perf_counter()
-            while (elapsed := time.perf_counter() - started) < seconds or runs < 3:
-                detector.forward(tensor.tensor)
+            while time.perf_counter() - started < seconds or runs < 3:
+                detector.forward(model_input.tensor)
                 _synchronize(detector)
                 runs += 1
-        total += runs * batch / elapsed
-    return Throughput(detectors[0].description, round(total), 1.0)
+            total += runs * batch / (time.perf_counter() - started)
+    return total
 
 
 def _synchronize(detector: EmotionDetector) -> None:
@@ -173,7 +173,7 @@ def run_live_bench(config: PipelineConfig, video: str | Path, streams: int, seco
     mean_drop = sum(row.drop_rate for row in results) / len(results)
     print(f"  {'all':<10} {total:6.1f} {mean_drop:8.1%}")
     ceiling = forward_ceiling(detectors, video, config.batching.batch)
-    print(f"  forward-only ceiling {ceiling.fps:.1f} frames/s: delivered {total / ceiling.fps:.0%} of it")
+    print(f"  forward-only ceiling {ceiling:.1f} images/s: delivered {total / ceiling:.0%} of it")
     print(f"  stages busy: {report.stages}")
     return results
 
@@ -187,7 +187,7 @@ def find_stream_capacity(config: PipelineConfig, video: str | Path, seconds: flo
     forward-only ceiling's estimate; prints each probe and the answer."""
     detectors = load_detectors(config.model, config.batching.batch)
     fps = VideoFileSource(video).info.fps or 25.0
-    estimate = max(1, int(forward_ceiling(detectors, video, config.batching.batch).fps / fps))
+    estimate = max(1, int(forward_ceiling(detectors, video, config.batching.batch) / fps))
     print(f"streams auto: the forward-only ceiling allows at most {estimate} stream(s) of {fps:.0f} fps")
     held, failed = 0, estimate + 1
     probe = estimate

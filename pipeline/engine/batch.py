@@ -103,21 +103,3 @@ class Detections:
             self.scores[picked],
             self.tracker_id[picked],
         )
-
-    @classmethod
-    def merge(cls, parts: list[Detections], classes: int) -> Detections:
-        """One `Detections` of `parts` in order (their frames one after another)."""
-        if not parts:
-            return cls.empty([], classes)
-        counts = np.concatenate([part.face_counts() for part in parts])
-        offsets = np.zeros(len(counts) + 1, np.int64)
-        np.cumsum(counts, out=offsets[1:])
-        return cls(
-            [frame for part in parts for frame in part.frames],
-            offsets,
-            np.concatenate([part.xyxy for part in parts]),
-            np.concatenate([part.confidence for part in parts]),
-            np.concatenate([part.class_id for part in parts]),
-            np.concatenate([part.scores for part in parts]),
-            np.concatenate([part.tracker_id for part in parts]),
-        )

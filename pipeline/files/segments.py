@@ -64,10 +64,6 @@ class Segment:
     frames: int
     """Packets in the segment: the frames it decodes when every packet gives one frame."""
 
-    def contains(self, pts: int) -> bool:
-        """True for a pts in [start_pts, end_pts)."""
-        return (self.start_pts is None or pts >= self.start_pts) and (self.end_pts is None or pts < self.end_pts)
-
 
 def plan_segments(path: str | Path, parts: int | None, min_frames_per_part: int = 300) -> list[Segment]:
     """Cut the video stream of `path` at keyframes into up to `parts` segments of similar frame counts.
