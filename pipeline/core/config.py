@@ -205,6 +205,7 @@ POSITIVE = {
     "sources.stride",
     "metrics.port",
 }
+NON_NEGATIVE = {"batching.max_wait_ms", "source.decode_processes"}
 UNIT_INTERVAL = {"model.conf", "model.iou", "events.smoothing", "events.change_margin", "events.micro_min_score",
                  "tracking.track_high_thresh", "tracking.track_low_thresh", "tracking.new_track_thresh",
                  "tracking.match_thresh"}
@@ -320,6 +321,8 @@ def _coerce(dotted: str, value: Any, type_name: str, origin: str) -> Any:
         raise ConfigError(f"{origin}: '{dotted}' must be one of {', '.join(CHOICES[dotted])}, got {value!r}")
     if dotted in POSITIVE and value < 1:
         raise ConfigError(f"{origin}: '{dotted}' must be at least 1, got {value!r}")
+    if dotted in NON_NEGATIVE and value < 0:
+        raise ConfigError(f"{origin}: '{dotted}' must be 0 or more, got {value!r}")
     if dotted in UNIT_INTERVAL and not 0.0 <= value <= 1.0:
         raise ConfigError(f"{origin}: '{dotted}' must be between 0 and 1, got {value!r}")
     return value

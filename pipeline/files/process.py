@@ -180,14 +180,17 @@ def _run(
         unwritten = writer.close(config.redis.timeout_s * 2) if writer is not None else 0
         for job, report in zip(jobs, reports):
             output = outputs[job.source_id]
-            output.close()
             report.summary, report.seconds, report.interrupted = output.summary, seconds, interrupted
             report.source_problem = output.problem
             report.stages = times.overall()
             report.opened = output.went_live
             _redis_outcome(writer, output, report, unwritten)
-            if report.opened:  # a file that never opened keeps whatever an earlier run left
-                (report.output_dir / "summary.json").write_text(json.dumps(_summary_json(report), indent=2))
+            try:  # an unwritable or full output folder fails this file's outputs, not the job
+                output.close()
+                if report.opened:  # a file that never opened keeps whatever an earlier run left
+                    (report.output_dir / "summary.json").write_text(json.dumps(_summary_json(report), indent=2))
+            except OSError as exc:
+                report.source_problem = report.source_problem or f"cannot write outputs to {report.output_dir}: {exc}"
     return reports
 
 

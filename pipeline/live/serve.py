@@ -115,7 +115,10 @@ def _close(supervisor: DecoderSupervisor, watchdog: Watchdog, outputs: dict[str,
         output = outputs[source_id]
         if error is not None and not output.state.final:
             output.fail(f"inference stopped: {error}")
-        output.close()
+        try:
+            output.close()
+        except OSError as exc:  # a full disk fails this source's files, not the others' report
+            output.fail(f"cannot close its outputs: {exc}")
         report.frames[source_id] = metrics.sources[source_id].frames
         report.dropped[source_id] = handle.dropped
         report.reconnects[source_id] = handle.reconnects
