@@ -81,7 +81,8 @@ def _configure_logging(verbose: bool) -> None:
         datefmt="%H:%M:%S",
     )
     for handler in logging.getLogger().handlers:
-        handler.addFilter(_MaskCredentials())
+        if not any(isinstance(existing, _MaskCredentials) for existing in handler.filters):
+            handler.addFilter(_MaskCredentials())
     if not verbose:
         os.environ.setdefault("YOLO_VERBOSE", "False")  # read when ultralytics is first imported
 

@@ -19,7 +19,7 @@ from pipeline.core.config import PipelineConfig, load_config
 from pipeline.core.contract import RedisKeys
 from pipeline.core.errors import ConfigError, SourceError
 from pipeline.core.source_ids import check_source_id
-from pipeline.core.uris import video_path
+from pipeline.core.uris import mask_uri, video_path
 
 if TYPE_CHECKING:  # the command line imports no model runtime until a command runs (decoder processes import it)
     from pipeline.files.process import RunReport
@@ -82,10 +82,12 @@ def _expand(paths: list[str]) -> list[Path]:
             videos += found
         else:
             videos.append(path)
-    once = {video.resolve(): video for video in reversed(videos)}
-    for repeated in sorted({str(video) for video in videos if once[video.resolve()] is not video}):
-        print(f"emotion-stream: warning: {repeated} is given more than once; it is processed once", file=sys.stderr)
-    return [video for video in videos if once[video.resolve()] is video]
+    unique: dict[Path, Path] = {}
+    for video in videos:
+        if video.resolve() in unique:
+            print(f"emotion-stream: warning: {video} is given more than once; it is processed once", file=sys.stderr)
+        unique.setdefault(video.resolve(), video)
+    return list(unique.values())
 
 
 def _severity(code: int) -> int:
@@ -113,8 +115,8 @@ def _print_report(report: RunReport, config: PipelineConfig, args: argparse.Name
         print("emotion-stream: interrupted; results so far are saved", file=sys.stderr)
         return EXIT_INTERRUPTED
     if report.source_problem:
-        print(f"emotion-stream: warning: {report.video}: {report.source_problem}", file=sys.stderr)
+        print(f"emotion-stream: warning: {report.video}: {mask_uri(report.source_problem)}", file=sys.stderr)
     if report.redis_problem:
-        print(f"emotion-stream: error: {report.redis_problem}", file=sys.stderr)
+        print(f"emotion-stream: error: {mask_uri(report.redis_problem)}", file=sys.stderr)
         return EXIT_REDIS_PROBLEM
     return EXIT_SOURCE_PROBLEM if report.source_problem else 0
