@@ -18,6 +18,7 @@ from exporters.loading import load_backend, torch_device
 from exporters.metadata import ExportMetadata, write_sidecar
 from exporters.triton import build_repository
 from pipeline.core.errors import ConfigError, ModelError
+from pipeline.core.yaml_loading import load_yaml_file
 
 log = logging.getLogger(__name__)
 
@@ -112,8 +113,8 @@ def _training_images_for_calibration(data_yaml: Path, folder: Path) -> Path:
     the val images, and calibration should see the training distribution."""
     import yaml
 
-    data = yaml.safe_load(Path(data_yaml).read_text())
-    if "train" not in data:
+    data = load_yaml_file(data_yaml, "data set file")
+    if not isinstance(data, dict) or "train" not in data:
         raise ConfigError(f"{data_yaml}: no train split to calibrate INT8 with")
     data.setdefault("path", str(Path(data_yaml).parent.resolve()))
     data["val"] = data["train"]

@@ -81,10 +81,14 @@ def test_unreachable_redis_names_the_url_and_keeps_files(
     scripted_video: tuple, weights: Path, imgsz: int, tmp_path: Path, capsys: pytest.CaptureFixture
 ) -> None:
     video, truth = scripted_video
-    url = f"redis://127.0.0.1:{free_port()}/0"
+    port = free_port()
+    url = f"redis://:Secret@Wrong@127.0.0.1:{port}/0"  # a password with an @ in it
     code, err = _error_of(_process(video, weights, imgsz, tmp_path, "--redis", url, "--source-id", "x"), capsys)
-    assert code == 5 and url in err and "file outputs are still written" in err
+    assert code == 5 and f"redis://***@127.0.0.1:{port}/0" in err and "file outputs are still written" in err
     assert len((tmp_path / "x" / "timeline.jsonl").read_text().splitlines()) == len(truth)
+    summary = (tmp_path / "x" / "summary.json").read_text()
+    assert "redis://***@127.0.0.1" in summary
+    assert not any("Secret" in text or "Wrong" in text for text in (err, summary))
 
 
 def test_malformed_config_key(scripted_video: tuple, tmp_path: Path, capsys: pytest.CaptureFixture) -> None:
@@ -155,3 +159,60 @@ def test_sigterm_mid_run_keeps_every_result_written_so_far(weights: Path, imgsz:
     assert 0 < len(frames) < 1500 and frames == list(range(len(frames)))
     summary = json.loads((tmp_path / "out" / "long" / "summary.json").read_text())
     assert summary["interrupted"] is True and summary["frames"] == len(frames)
+
+
+def test_a_stream_url_given_to_process_is_refused_with_its_password_masked(
+    capsys: pytest.CaptureFixture,
+) -> None:
+    code, err = _error_of(["process", "rtsp://admin:S3cretX@Pa55@10.0.0.1/stream", "--quiet"], capsys)
+    assert code == 3 and err.startswith("emotion-stream: error: rtsp://admin:***@10.0.0.1/stream: a URL")
+    assert "S3cretX" not in err and "Pa55" not in err
+
+
+@pytest.mark.parametrize("source_id", ["", "..", ".", "cam\n", "bad id"])
+def test_an_invalid_source_id_is_a_configuration_error(
+    source_id: str, scripted_video: tuple, tmp_path: Path, capsys: pytest.CaptureFixture
+) -> None:
+    out = tmp_path / "out"
+    code, err = _error_of(["process", str(scripted_video[0]), "--out", str(out), "--source-id", source_id], capsys)
+    assert code == 2 and err.startswith("emotion-stream: error: --source-id: invalid source id")
+    assert not out.exists() and list(tmp_path.iterdir()) == []
+
+
+def test_a_folder_given_as_config_is_named_as_a_folder(scripted_video: tuple, tmp_path: Path,
+                                                       capsys: pytest.CaptureFixture) -> None:
+    code, err = _error_of(["process", str(scripted_video[0]), "--config", str(tmp_path)], capsys)
+    assert code == 2 and err == f"emotion-stream: error: config file {tmp_path} is a folder, not a YAML file"
+
+
+def test_outputs_of_any_file_name_stay_in_their_own_folder(weights: Path, imgsz: int, tmp_path: Path,
+                                                           capsys: pytest.CaptureFixture) -> None:
+    """Non-ASCII names, a.mp4 beside a.mkv, a file named ...mp4 (its stem is '..') and a file given
+    twice: one job, each file once, each in its own folder under --out, nothing beside it."""
+    videos = tmp_path / "videos"
+    videos.mkdir()
+    for name in ("面接.mp4", "会議.mp4", "a.mp4", "a.mkv", "...mp4"):
+        write_video(videos / name, gradient_frames(6))
+    out = tmp_path / "runs" / "out"
+    code = main(["process", str(videos / "a.mp4"), *_process(videos, weights, imgsz, out)[1:]])
+    printed = capsys.readouterr()
+    assert code == 0, printed.err
+    assert printed.err.count("is given more than once") == 1 and "a.mp4 is given more than once" in printed.err
+    assert "5 files: 5 complete" in printed.out
+    folders = sorted(folder.name for folder in out.iterdir() if folder.is_dir())
+    assert len(folders) == 5 and {"a.mp4", "a.mkv"} <= set(folders)
+    assert all((out / folder / "timeline.jsonl").is_file() for folder in folders)
+    assert [path.name for path in (tmp_path / "runs").iterdir()] == ["out"], "nothing may be written beside --out"
+
+
+def test_report_refuses_a_timeline_whose_face_id_is_not_a_track_number(tmp_path: Path,
+                                                                        capsys: pytest.CaptureFixture) -> None:
+    """Face ids name the report's person_<id>.png: a doctored timeline must not choose a path."""
+    run = tmp_path / "run"
+    (run / "person_").mkdir(parents=True)
+    face = {"id": "/../../escaped", "box": [0, 0, 10, 10], "emotion": "happy", "score": 0.9,
+            "scores": {"happy": 0.9, "sad": 0.1}}
+    (run / "timeline.jsonl").write_text(json.dumps({"frame": 0, "pts": 0.0, "faces": [face]}) + "\n")
+    code, err = _error_of(["report", str(run)], capsys)
+    assert code == 3 and "face id '/../../escaped' of frame 0 is not a track number" in err
+    assert not list(tmp_path.glob("*.png")) and not list(run.glob("*.png"))

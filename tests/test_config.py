@@ -68,3 +68,75 @@ def test_engine_keys_take_yaml_booleans_lists_and_choices(tmp_path: Path) -> Non
     assert load_config(None, {"model.device": "cpu,cpu"}).model.devices == ["cpu", "cpu"]
     with pytest.raises(ConfigError, match="'model.compile' must be one of off, cudagraph, compile, got 'fast'"):
         load_config(None, {"model.compile": "fast"})
+
+
+def alias_bomb(levels: int) -> str:
+    """A flow list of `levels` lists, each holding nine aliases of the one before: 9**levels items
+    once expanded, in a few hundred bytes (the "billion laughs")."""
+    lists = ["&l0 [1, 1, 1, 1, 1, 1, 1, 1, 1]"]
+    lists += [f"&l{level} [{', '.join([f'*l{level - 1}'] * 9)}]" for level in range(1, levels)]
+    return f"[{', '.join(lists)}]"
+
+
+@pytest.mark.parametrize(
+    ("text", "message"),
+    [
+        (f"model:\n  imgsz: {alias_bomb(4)}\n", "aliases (*l0) are not allowed at line 2"),
+        ("model:\n  conf: 0.3\n  conf: 0.4\n", "duplicate key 'conf' at line 3"),
+        ("model:\n  conf: 0.3\nmodel:\n  iou: 0.5\n", "duplicate key 'model' at line 3"),
+        ("model:\n" + "".join("  " * depth + "k:\n" for depth in range(1, 5000)), "nested deeper than 64 levels"),
+        ("model: " + "[" * 5000 + "]" * 5000 + "\n", "nested deeper than 64 levels"),
+        ("model: !!python/object/apply:os.system [echo hi]\n", "could not determine a constructor"),
+    ],
+)
+def test_hostile_yaml_is_refused_in_one_short_line(tmp_path: Path, text: str, message: str) -> None:
+    path = tmp_path / "hostile.yaml"
+    path.write_text(text)
+    with pytest.raises(ConfigError) as error:
+        load_config(path)
+    assert message in str(error.value)
+    assert str(path) in str(error.value) and "\n" not in str(error.value) and len(str(error.value)) < 300
+
+
+def test_a_binary_file_is_refused_in_one_line(tmp_path: Path) -> None:
+    path = tmp_path / "weights.pt"
+    path.write_bytes(bytes(range(256)) * 64)
+    with pytest.raises(ConfigError, match=r"weights.pt: not a YAML text file \(binary or not UTF-8\)$"):
+        load_config(path)
+
+
+def test_a_huge_value_is_echoed_short(tmp_path: Path) -> None:
+    path = tmp_path / "big.yaml"
+    path.write_text("batching:\n  batch: [" + ", ".join(["123456789"] * 5_000) + "]\n")
+    with pytest.raises(ConfigError, match="'batching.batch' must be int, got") as error:
+        load_config(path)
+    assert len(str(error.value)) < 300
+
+
+def test_a_folder_given_as_config_is_named_as_a_folder(tmp_path: Path) -> None:
+    with pytest.raises(ConfigError, match=f"config file {tmp_path} is a folder, not a YAML file"):
+        load_config(tmp_path)
+
+
+@pytest.mark.parametrize("source_id", [".", "..", "cam\\n", "", "../up"])
+def test_source_ids_that_would_leave_the_output_folder_are_refused(tmp_path: Path, source_id: str) -> None:
+    path = tmp_path / "cameras.yaml"
+    path.write_text(f'sources:\n  - id: "{source_id}"\n    uri: rtsp://cam/stream\n')
+    with pytest.raises(ConfigError, match="source #1: invalid source id"):
+        load_config(path)
+
+
+def test_training_config_reads_yaml_the_same_way(tmp_path: Path) -> None:
+    from training.train_config import load_train_config
+
+    path = tmp_path / "train.yaml"
+    path.write_text("train:\n  epochs: 3\n  epochs: 4\n")
+    with pytest.raises(ConfigError, match="train.yaml: not valid YAML \\(duplicate key 'epochs' at line 3\\)"):
+        load_train_config(path)
+    path.write_text(f"train:\n  epochs: {alias_bomb(9)}\n")
+    with pytest.raises(ConfigError, match="aliases"):
+        load_train_config(path)
+    with pytest.raises(ConfigError, match="aliases"):
+        load_train_config(None, ["epochs=[&a [1], *a]"])
+    with pytest.raises(ConfigError, match="is a folder"):
+        load_train_config(tmp_path)

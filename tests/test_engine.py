@@ -13,6 +13,7 @@ import pytest
 import redis
 
 from pipeline.core.config import PipelineConfig
+from pipeline.core.errors import ConfigError
 from pipeline.core.states import SourceState
 from pipeline.core.types import StatusChange
 from pipeline.engine.batch import Detections, FrameInfo
@@ -209,3 +210,12 @@ def test_a_folder_of_more_files_than_open_descriptors(tiny_weights: Path, videos
     assert result.returncode == 0, result.stderr[-2000:]
     assert "100 files: 100 complete" in result.stdout
     assert len((tmp_path / "out" / "v099" / "timeline.jsonl").read_text().splitlines()) == 20
+
+
+def test_process_files_refuses_a_file_given_twice_before_writing(videos: list[Path], tmp_path: Path) -> None:
+    config = PipelineConfig()
+    config.output.dir = str(tmp_path / "out")
+    same = videos[0].parent / ".." / videos[0].parent.name / videos[0].name
+    with pytest.raises(ConfigError, match=f"{same} is given twice: give each file once"):
+        process_files(config, [videos[0], videos[1], same], show_progress=False)
+    assert not (tmp_path / "out").exists()

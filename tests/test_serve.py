@@ -124,10 +124,10 @@ def test_redis_killed_and_restarted_every_frame_lands_exactly_once(
 def test_unreachable_uri_and_wrong_credentials_fail_clearly_without_disturbing_others(
     weights: Path, imgsz: int, camera_video: Path, redis_url: str, tmp_path: Path
 ) -> None:
-    with RtspServer({"cam1": camera_video, "locked": camera_video}, user="admin", password="s3cret") as server:
+    with RtspServer({"cam1": camera_video, "locked": camera_video}, user="admin", password="s3cret@word") as server:
         sources = [
-            SourceSpec("good", server.url("cam1", "admin", "s3cret")),
-            SourceSpec("badpass", server.url("locked", "admin", "wrong")),
+            SourceSpec("good", server.url("cam1", "admin", "s3cret@word")),  # an @ in the password
+            SourceSpec("badpass", server.url("locked", "admin", "wrong@pass")),
             SourceSpec("nowhere", f"rtsp://127.0.0.1:{free_port()}/stream"),
         ]
         report = serve(_config(weights, imgsz, tmp_path, sources, redis_url), max_seconds=10)
@@ -136,12 +136,14 @@ def test_unreachable_uri_and_wrong_credentials_fail_clearly_without_disturbing_o
     client = redis.Redis.from_url(redis_url)
     badpass = json.loads(client.hget("emotion:sources", "badpass"))
     assert "wrong credentials" in badpass["reason"]
-    assert "wrong" not in badpass["uri"] and "admin:***@" in badpass["uri"]
+    assert badpass["uri"].startswith("rtsp://admin:***@127.0.0.1:") and "pass" not in badpass["uri"]
+    good = json.loads(client.hget("emotion:sources", "good"))
+    assert good["uri"].startswith("rtsp://admin:***@127.0.0.1:") and "word" not in good["uri"]
     assert "connection refused" in json.loads(client.hget("emotion:sources", "nowhere"))["reason"]
     assert len(_timeline(tmp_path, "good")) >= 60
     readable = redis.Redis.from_url(redis_url, decode_responses=True)
     everything = json.dumps([fields for _id, fields in readable.xrange("emotion:events:badpass")])
-    assert "s3cret" not in everything and "wrong@" not in everything
+    assert "s3cret" not in everything and "wrong@" not in everything and "@pass" not in everything
 
 
 def test_sigterm_stops_flushes_and_exits_zero(

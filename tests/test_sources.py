@@ -1,5 +1,6 @@
 """The PyAV video-file source: times, stride, rotation, damaged and wrong inputs."""
 
+import re
 import shutil
 import subprocess
 from pathlib import Path
@@ -8,8 +9,9 @@ import cv2
 import numpy as np
 import pytest
 
-from pipeline.core.errors import SourceError
-from pipeline.files.sources import VideoFileSource, source_id_for
+from pipeline.core.errors import ConfigError, SourceError
+from pipeline.core.source_ids import source_id_for
+from pipeline.files.sources import VideoFileSource
 from tests.videos import gradient_frames, truncate, write_video
 
 
@@ -78,13 +80,21 @@ def test_truncated_mp4_without_its_index_is_refused_with_the_reason(tmp_path: Pa
 
 
 def test_source_id_from_file_name_is_contract_valid() -> None:
-    assert source_id_for("/x/Interview 03 (final).mov") == "Interview_03__final_"
+    assert re.fullmatch(r"Interview_03_final-[0-9a-f]{8}", source_id_for("/x/Interview 03 (final).mov"))
 
 
-def test_invalid_source_id_is_refused(tmp_path: Path) -> None:
+@pytest.mark.parametrize("source_id", ["bad id/with:colons", "", "..", "cam\n"])
+def test_invalid_source_id_is_a_configuration_error(tmp_path: Path, source_id: str) -> None:
     video = write_video(tmp_path / "a.mp4", gradient_frames(2))
-    with pytest.raises(SourceError, match="invalid source id"):
-        VideoFileSource(video, source_id="bad id/with:colons")
+    with pytest.raises(ConfigError, match="invalid source id"):
+        VideoFileSource(video, source_id=source_id)
+
+
+def test_a_stream_url_is_refused_with_its_password_masked() -> None:
+    with pytest.raises(SourceError) as error:
+        VideoFileSource("rtsp://admin:S3cretX@Pa55@10.0.0.1/stream")
+    assert str(error.value).startswith("rtsp://admin:***@10.0.0.1/stream: a URL, not a video file path")
+    assert "S3cretX" not in str(error.value) and "Pa55" not in str(error.value)
 
 
 def _ffmpeg_first_frame(video: Path) -> np.ndarray:

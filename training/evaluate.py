@@ -19,8 +19,8 @@ from pathlib import Path
 
 import cv2
 import numpy as np
-import yaml
 
+from pipeline.core.yaml_loading import load_yaml_file
 from pipeline.engine.detector import DetectorSettings, EmotionDetector
 from training.fer2013 import DatasetError
 from training.script_agreement import iou
@@ -52,7 +52,9 @@ def run_evaluation(
 
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
-    data = yaml.safe_load(data_yaml.read_text())
+    data = load_yaml_file(data_yaml, "data set file")
+    if not isinstance(data, dict) or "names" not in data:
+        raise DatasetError(f"{data_yaml}: not a detection data set (no 'names' mapping)")
     if split not in data:
         split = "val"
     names = [data["names"][i] for i in sorted(data["names"])]

@@ -6,9 +6,8 @@ import difflib
 from dataclasses import dataclass, field, fields
 from pathlib import Path
 
-import yaml
-
-from pipeline.core.errors import ConfigError
+from pipeline.core.errors import ConfigError, shown
+from pipeline.core.yaml_loading import load_yaml_file, load_yaml_text
 
 DEFAULT_TRAIN_CONFIG = Path(__file__).resolve().parent.parent / "configs" / "train_fer2013.yaml"
 
@@ -48,19 +47,14 @@ def load_train_config(path: str | Path | None = None, overrides: list[str] | Non
     A bare key (`epochs=3`) is a trainer argument; `dataset.x` and `augment.x` reach those sections.
     """
     source = Path(path) if path else DEFAULT_TRAIN_CONFIG
-    if not source.is_file():
-        raise ConfigError(f"training config not found: {source}")
-    try:
-        raw = yaml.safe_load(source.read_text()) or {}
-    except yaml.YAMLError as exc:
-        raise ConfigError(f"{source}: not valid YAML ({str(exc).splitlines()[0]})") from None
+    raw = load_yaml_file(source, "training config") or {}
     config = TrainConfig()
     _apply(config, raw, str(source))
     for item in overrides or []:
         key, sep, text = item.partition("=")
         if not sep or not key:
-            raise ConfigError(f"override {item!r} must look like key=value")
-        value = yaml.safe_load(text) if text else None
+            raise ConfigError(f"override {shown(item)} must look like key=value")
+        value = load_yaml_text(text, f"override {shown(key)}") if text else None
         section, dot, name = key.partition(".")
         if dot and section in ("dataset", "augment", "train"):
             _apply(config, {section: {name: value}}, "command line")
@@ -74,7 +68,7 @@ def _apply(config: TrainConfig, raw: dict, origin: str) -> None:
         raise ConfigError(f"{origin}: expected sections dataset, augment, train")
     for section, values in raw.items():
         if section not in ("dataset", "augment", "train"):
-            raise ConfigError(f"{origin}: unknown section '{section}' (known: dataset, augment, train)")
+            raise ConfigError(f"{origin}: unknown section {shown(section)} (known: dataset, augment, train)")
         if not isinstance(values, dict):
             raise ConfigError(f"{origin}: section '{section}' must be a mapping")
         if section == "train":
@@ -85,9 +79,9 @@ def _apply(config: TrainConfig, raw: dict, origin: str) -> None:
         known = {f.name: f for f in fields(target)}
         for key, value in values.items():
             if key not in known:
-                close = difflib.get_close_matches(key, list(known), n=1)
+                close = difflib.get_close_matches(str(key), list(known), n=1)
                 hint = f" (did you mean '{close[0]}'?)" if close else f" (known: {', '.join(known)})"
-                raise ConfigError(f"{origin}: unknown key '{section}.{key}'{hint}")
+                raise ConfigError(f"{origin}: unknown key {shown(f'{section}.{key}')}{hint}")
             setattr(target, key, value)
 
 
@@ -97,6 +91,6 @@ def _check_trainer_keys(values: dict, origin: str) -> None:
     known = set(DEFAULT_CFG_DICT) | {"model"}
     for key in values:
         if key not in known:
-            close = difflib.get_close_matches(key, sorted(known), n=1)
+            close = difflib.get_close_matches(str(key), sorted(known), n=1)
             hint = f" (did you mean '{close[0]}'?)" if close else ""
-            raise ConfigError(f"{origin}: '{key}' is not an ultralytics training argument{hint}")
+            raise ConfigError(f"{origin}: {shown(key)} is not an ultralytics training argument{hint}")

@@ -12,6 +12,10 @@ from pipeline import __version__
 from pipeline.cli import bench, demo, export, process, report, serve, subscribe, training
 from pipeline.cli.common import EXIT_INTERRUPTED
 from pipeline.core.errors import EmotionStreamError
+from pipeline.core.uris import mask_uri
+
+ERROR_LINE_LIMIT = 500
+"""Characters of an error message printed; the rest is cut (a message is one short line)."""
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -23,7 +27,7 @@ def main(argv: list[str] | None = None) -> int:
     try:
         return int(args.handler(args) or 0)
     except EmotionStreamError as exc:
-        print(f"emotion-stream: error: {exc}", file=sys.stderr)
+        print(f"emotion-stream: error: {_error_line(exc)}", file=sys.stderr)
         return exc.exit_code
     except KeyboardInterrupt:
         print("emotion-stream: interrupted", file=sys.stderr)
@@ -56,12 +60,29 @@ def _interrupt(_signum: int, _frame: object) -> None:
     raise KeyboardInterrupt
 
 
+def _error_line(exc: EmotionStreamError) -> str:
+    """The message of `exc` on one line, credentials masked, cut to `ERROR_LINE_LIMIT`."""
+    text = " ".join(mask_uri(str(exc)).split())
+    return text if len(text) <= ERROR_LINE_LIMIT else text[:ERROR_LINE_LIMIT] + "..."
+
+
+class _MaskCredentials(logging.Filter):
+    """Masks the credentials of any URI in a log record, whichever module logged it."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        record.msg, record.args = mask_uri(record.getMessage()), None
+        return True
+
+
 def _configure_logging(verbose: bool) -> None:
     logging.basicConfig(
         level=logging.DEBUG if verbose else logging.INFO,
         format="%(asctime)s %(levelname)s %(name)s: %(message)s",
         datefmt="%H:%M:%S",
     )
+    for handler in logging.getLogger().handlers:
+        if not any(isinstance(existing, _MaskCredentials) for existing in handler.filters):
+            handler.addFilter(_MaskCredentials())
     if not verbose:
         os.environ.setdefault("YOLO_VERBOSE", "False")  # read when ultralytics is first imported
 

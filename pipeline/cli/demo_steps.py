@@ -10,6 +10,7 @@ import redis
 
 from pipeline.core.config import PipelineConfig
 from pipeline.core.contract import RedisKeys
+from pipeline.core.uris import mask_uri
 from pipeline.files.process import process_video
 from pipeline.sinks.redis_server import LocalRedisServer
 from pipeline.sinks.subscriber import parse_entry
@@ -41,7 +42,7 @@ def run_demo(out: str | Path, redis_url: str | None = None, epochs: int | None =
     print(f"2/4 rendering a scripted video: {video}")
     truth = render_scripted_video(video, default_script())
     with _redis(redis_url) as url:
-        print(f"3/4 processing into Redis at {url}")
+        print(f"3/4 processing into Redis at {mask_uri(url)}")
         config = PipelineConfig()
         config.model.weights, config.model.imgsz = str(weights), DEMO_IMGSZ
         config.redis.url, config.output.dir = url, str(out)

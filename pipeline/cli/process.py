@@ -18,6 +18,8 @@ from pipeline.cli.common import (
 from pipeline.core.config import PipelineConfig, load_config
 from pipeline.core.contract import RedisKeys
 from pipeline.core.errors import ConfigError, SourceError
+from pipeline.core.source_ids import check_source_id
+from pipeline.core.uris import mask_uri, video_path
 
 if TYPE_CHECKING:  # the command line imports no model runtime until a command runs (decoder processes import it)
     from pipeline.files.process import RunReport
@@ -50,9 +52,11 @@ def _run_process(args: argparse.Namespace) -> int:
         "source.stride": args.stride,
         "source.decode_processes": args.decode_processes,
     }
+    if args.source_id is not None:
+        check_source_id(args.source_id, "--source-id")
     config = load_config(args.config, overrides)
     videos = _expand(args.videos)
-    if args.source_id and len(videos) > 1:
+    if args.source_id is not None and len(videos) > 1:
         raise ConfigError("--source-id names a single file; several files take their file names")
     if len(videos) == 1:
         reports = [process_video(config, videos[0], args.source_id, show_progress=not args.quiet)]
@@ -67,9 +71,10 @@ def _run_process(args: argparse.Namespace) -> int:
 
 
 def _expand(paths: list[str]) -> list[Path]:
-    """Files as given; folders become their video files, sorted (not recursive)."""
+    """Files as given; folders become their video files, sorted (not recursive). A file given
+    twice (or as itself and within its folder) is processed once, with a warning."""
     videos: list[Path] = []
-    for path in map(Path, paths):
+    for path in map(video_path, paths):
         if path.is_dir():
             found = sorted(child for child in path.iterdir() if child.suffix.lower() in VIDEO_SUFFIXES)
             if not found:
@@ -77,7 +82,12 @@ def _expand(paths: list[str]) -> list[Path]:
             videos += found
         else:
             videos.append(path)
-    return videos
+    unique: dict[Path, Path] = {}
+    for video in videos:
+        if video.resolve() in unique:
+            print(f"emotion-stream: warning: {video} is given more than once; it is processed once", file=sys.stderr)
+        unique.setdefault(video.resolve(), video)
+    return list(unique.values())
 
 
 def _severity(code: int) -> int:
@@ -105,8 +115,8 @@ def _print_report(report: RunReport, config: PipelineConfig, args: argparse.Name
         print("emotion-stream: interrupted; results so far are saved", file=sys.stderr)
         return EXIT_INTERRUPTED
     if report.source_problem:
-        print(f"emotion-stream: warning: {report.video}: {report.source_problem}", file=sys.stderr)
+        print(f"emotion-stream: warning: {report.video}: {mask_uri(report.source_problem)}", file=sys.stderr)
     if report.redis_problem:
-        print(f"emotion-stream: error: {report.redis_problem}", file=sys.stderr)
+        print(f"emotion-stream: error: {mask_uri(report.redis_problem)}", file=sys.stderr)
         return EXIT_REDIS_PROBLEM
     return EXIT_SOURCE_PROBLEM if report.source_problem else 0

@@ -8,6 +8,7 @@ import sys
 from pipeline.cli.common import EXIT_REDIS_PROBLEM, command, model_flags, model_overrides
 from pipeline.core.config import load_config
 from pipeline.core.errors import EmotionStreamError
+from pipeline.core.uris import mask_uri
 
 
 def add_serve(commands: argparse._SubParsersAction) -> None:
@@ -33,7 +34,7 @@ def _run_serve(args: argparse.Namespace) -> int:
         failure = report.failures.get(source_id)
         print(
             f"{source_id}: {state}, {report.frames[source_id]} frames, {report.dropped[source_id]} dropped, "
-            f"{report.reconnects[source_id]} reconnects" + (f" ({failure})" if failure else "")
+            f"{report.reconnects[source_id]} reconnects" + (f" ({mask_uri(failure)})" if failure else "")
         )
     print(f"engine stages busy: {report.stages}")
     if report.redis_unwritten:

@@ -9,14 +9,13 @@ from __future__ import annotations
 import dataclasses
 import difflib
 import os
-import re
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-import yaml
-
-from pipeline.core.errors import ConfigError
+from pipeline.core.errors import ConfigError, shown
+from pipeline.core.source_ids import check_source_id
+from pipeline.core.yaml_loading import load_yaml_file
 
 DEFAULT_CONFIG = Path(__file__).resolve().parents[2] / "configs" / "pipeline.yaml"
 
@@ -209,7 +208,6 @@ NON_NEGATIVE = {"batching.max_wait_ms", "source.decode_processes"}
 UNIT_INTERVAL = {"model.conf", "model.iou", "events.smoothing", "events.change_margin", "events.micro_min_score",
                  "tracking.track_high_thresh", "tracking.track_low_thresh", "tracking.new_track_thresh",
                  "tracking.match_thresh"}
-SOURCE_ID = re.compile(r"^[A-Za-z0-9._-]{1,64}$")
 
 
 def load_config(path: str | Path | None = None, overrides: dict[str, Any] | None = None) -> PipelineConfig:
@@ -232,12 +230,7 @@ def load_config(path: str | Path | None = None, overrides: dict[str, Any] | None
 
 
 def _read_yaml(path: Path) -> dict:
-    if not path.is_file():
-        raise ConfigError(f"config file not found: {path}")
-    try:
-        data = yaml.safe_load(path.read_text())
-    except yaml.YAMLError as exc:
-        raise ConfigError(f"{path}: not valid YAML ({str(exc).splitlines()[0]})") from None
+    data = load_yaml_file(path, "config file")
     if data is None:
         return {}
     if not isinstance(data, dict):
@@ -249,7 +242,7 @@ def _apply_mapping(config: PipelineConfig, data: dict, origin: str) -> None:
     sections = {f.name: getattr(config, f.name) for f in dataclasses.fields(config)}
     for section_name, values in data.items():
         if section_name not in sections:
-            raise ConfigError(f"{origin}: unknown section '{section_name}'{_suggest(section_name, sections)}")
+            raise ConfigError(f"{origin}: unknown section {shown(section_name)}{_suggest(section_name, sections)}")
         if section_name == "sources":
             config.sources = _sources(values, origin)
             continue
@@ -263,7 +256,7 @@ def _apply_fields(target: Any, values: dict, section_name: str, origin: str) -> 
     for key, value in values.items():
         dotted = f"{section_name}.{key}"
         if key not in fields:
-            raise ConfigError(f"{origin}: unknown key '{dotted}'{_suggest(key, fields)}")
+            raise ConfigError(f"{origin}: unknown key {shown(dotted)}{_suggest(key, fields)}")
         setattr(target, key, _coerce(dotted, value, fields[key].type, origin))
 
 
@@ -276,8 +269,7 @@ def _sources(values: Any, origin: str) -> list[SourceSpec]:
             raise ConfigError(f"{origin}: source #{number} must be a mapping with id and uri")
         spec = SourceSpec()
         _apply_fields(spec, item, "sources", origin)
-        if not SOURCE_ID.match(spec.id):
-            raise ConfigError(f"{origin}: source #{number} has invalid id {spec.id!r}: use 1-64 of A-Z a-z 0-9 . _ -")
+        check_source_id(spec.id, f"{origin}: source #{number}")
         if not spec.uri:
             raise ConfigError(f"{origin}: source '{spec.id}' has no uri")
         if any(other.id == spec.id for other in specs):
@@ -316,15 +308,15 @@ def _coerce(dotted: str, value: Any, type_name: str, origin: str) -> Any:
                 raise ValueError
             value = str(value)
     except (TypeError, ValueError):
-        raise ConfigError(f"{origin}: '{dotted}' must be {base}, got {value!r}") from None
+        raise ConfigError(f"{origin}: '{dotted}' must be {base}, got {shown(value)}") from None
     if dotted in CHOICES and value not in CHOICES[dotted]:
-        raise ConfigError(f"{origin}: '{dotted}' must be one of {', '.join(CHOICES[dotted])}, got {value!r}")
+        raise ConfigError(f"{origin}: '{dotted}' must be one of {', '.join(CHOICES[dotted])}, got {shown(value)}")
     if dotted in POSITIVE and value < 1:
-        raise ConfigError(f"{origin}: '{dotted}' must be at least 1, got {value!r}")
+        raise ConfigError(f"{origin}: '{dotted}' must be at least 1, got {shown(value)}")
     if dotted in NON_NEGATIVE and value < 0:
-        raise ConfigError(f"{origin}: '{dotted}' must be 0 or more, got {value!r}")
+        raise ConfigError(f"{origin}: '{dotted}' must be 0 or more, got {shown(value)}")
     if dotted in UNIT_INTERVAL and not 0.0 <= value <= 1.0:
-        raise ConfigError(f"{origin}: '{dotted}' must be between 0 and 1, got {value!r}")
+        raise ConfigError(f"{origin}: '{dotted}' must be between 0 and 1, got {shown(value)}")
     return value
 
 

@@ -27,3 +27,9 @@ class SinkError(EmotionStreamError):
     """A sink (Redis, files) cannot be written."""
 
     exit_code = 5
+
+
+def shown(value: object, limit: int = 80) -> str:
+    """`value` as repr for an error message, cut to about `limit` characters so a message stays one short line."""
+    text = repr(value)
+    return text if len(text) <= limit else f"{text[:limit]}... ({len(text)} characters)"

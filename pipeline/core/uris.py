@@ -1,19 +1,53 @@
-"""Source URIs: kinds, credential masking, FFmpeg open options and readable open errors."""
+"""Source URIs: kinds, credential masking, FFmpeg open options, readable open errors, and file paths
+that must not be URIs."""
 
 from __future__ import annotations
 
 import re
 from pathlib import Path
+from typing import TYPE_CHECKING
 
-import av
+from pipeline.core.errors import SourceError
+
+if TYPE_CHECKING:
+    import av
 
 LIVE_SCHEMES = ("rtsp://", "rtsps://", "rtmp://", "http://", "https://", "udp://", "srt://")
-_CREDENTIALS = re.compile(r"(?P<scheme>[a-z][a-z0-9+.-]*://)(?P<user>[^:@/\s]*)(?::[^@/\s]*)?@", re.IGNORECASE)
+_URI = re.compile(r"[A-Za-z][A-Za-z0-9+.-]*://[^\s'\"<>]*")
+"""A URI inside free text: a scheme, `://`, and everything up to white space or a quote."""
+_AUTHORITY_END = re.compile(r"[/?#]")
 
 
 def mask_uri(text: str) -> str:
-    """`text` with the password of every URI in it replaced by ***."""
-    return _CREDENTIALS.sub(lambda m: f"{m['scheme']}{m['user']}:***@" if m["user"] else f"{m['scheme']}***@", text)
+    """`text` with the credentials of every URI in it replaced by ***.
+
+    As URL parsers (and FFmpeg) read it, the authority runs from `://` to the first `/`, `?`
+    or `#`, and its userinfo is everything before the authority's last `@`: a password that
+    contains `@` is masked whole. The user name stays (`admin:***@host`); userinfo without a
+    password may be a token and is masked whole (`***@host`).
+    """
+    return _URI.sub(lambda match: _mask_one(match.group()), text)
+
+
+def video_path(video: str | Path) -> Path:
+    """`video` as a file path; a stream URI is refused (SourceError) before `Path` folds its `//`
+    and hides its credentials from `mask_uri`."""
+    if isinstance(video, str) and _URI.match(video):
+        raise SourceError(f"{mask_uri(video)}: a URL, not a video file path "
+                          "(process reads files; serve reads streams, listed under 'sources:' in its --config)")
+    return Path(video)
+
+
+def _mask_one(uri: str) -> str:
+    scheme, _, rest = uri.partition("://")
+    end = _AUTHORITY_END.search(rest)
+    authority, tail = (rest[: end.start()], rest[end.start() :]) if end else (rest, "")
+    userinfo, at, host = authority.rpartition("@")
+    if not at:
+        return uri
+    user, colon, _password = userinfo.partition(":")
+    masked = f"{user}:***" if colon and user else "***"
+    return f"{scheme}://{masked}@{host}{tail}"
 
 
 def is_live(uri: str) -> bool:
@@ -28,6 +62,8 @@ def is_device(uri: str) -> bool:
 
 def open_container(uri: str, transport: str, open_timeout_s: float, read_timeout_s: float) -> av.container.InputContainer:
     """Open `uri` with PyAV: RTSP over `transport`, bounded open and read waits, V4L2 for devices."""
+    import av
+
     options: dict[str, str] = {}
     fmt = None
     if uri.lower().startswith(("rtsp://", "rtsps://")):
@@ -41,6 +77,8 @@ def open_container(uri: str, transport: str, open_timeout_s: float, read_timeout
 
 def describe_open_error(exc: BaseException, uri: str) -> tuple[bool, str]:
     """(permanent, reason) for an error opening or reading `uri`; permanent errors are not retried."""
+    import av
+
     if isinstance(exc, av.error.HTTPUnauthorizedError) or isinstance(exc, av.error.HTTPForbiddenError):
         return True, "wrong credentials: the server refused them (401/403)"
     if isinstance(exc, av.error.HTTPNotFoundError):

@@ -20,8 +20,9 @@ from pipeline.core.config import PipelineConfig
 from pipeline.core.contract import RedisKeys
 from pipeline.core.errors import ConfigError, SinkError
 from pipeline.core.shutdown import StopSignals
+from pipeline.core.source_ids import distinct_source_ids, output_folder
 from pipeline.core.stage_times import StageTimes
-from pipeline.core.uris import mask_uri
+from pipeline.core.uris import mask_uri, video_path
 from pipeline.engine.detector import EmotionDetector
 from pipeline.engine.loading import load_detectors
 from pipeline.engine.stages import Engine
@@ -29,7 +30,7 @@ from pipeline.faces.analytics import SourceAnalytics
 from pipeline.faces.summary import TimelineSummary
 from pipeline.files.feed import FileFeed, FileJob, FrameSource
 from pipeline.files.segments import SegmentedVideoSource, decode_workers_for
-from pipeline.files.sources import VideoFileSource, source_id_for
+from pipeline.files.sources import VideoFileSource
 from pipeline.sinks.files import FileSink
 from pipeline.sinks.redis_sink import RedisSink, connect
 from pipeline.sinks.redis_writer import RedisWriter
@@ -91,13 +92,14 @@ def process_files(
 
     Files are opened only when their turn comes (a folder of thousands holds a handful
     open); one that cannot be opened or is damaged gets its `source_problem` and the others
-    are processed. Source ids are the file names and must be distinct.
+    are processed. Source ids come from the file names (see `distinct_source_ids`); a file
+    given twice is refused.
     """
-    at_once = min(config.batching.open_files, len(videos))
-    jobs = [FileJob(source_id_for(video), Path(video),
-                    functools.partial(_open_source, config, video, None, max_frames, at_once))
-            for video in videos]
-    _check_distinct(jobs)
+    paths = [video_path(video) for video in videos]
+    _check_each_file_once(paths)
+    at_once = min(config.batching.open_files, len(paths))
+    jobs = [FileJob(source_id, path, functools.partial(_open_source, config, path, source_id, max_frames, at_once))
+            for path, source_id in zip(paths, distinct_source_ids(paths))]
     return _run(config, jobs, detectors, show_progress)
 
 
@@ -112,13 +114,12 @@ def _open_source(
     return VideoFileSource(video, source_id, stride=config.source.stride, max_frames=max_frames)
 
 
-def _check_distinct(jobs: list[FileJob]) -> None:
-    seen: dict[str, Path] = {}
-    for job in jobs:
-        if job.source_id in seen:
-            raise ConfigError(f"{seen[job.source_id]} and {job.path} both get source id {job.source_id!r}: "
-                              "process them in separate runs with --source-id, or rename one")
-        seen[job.source_id] = job.path
+def _check_each_file_once(paths: list[Path]) -> None:
+    seen: set[Path] = set()
+    for path in paths:
+        if path.resolve() in seen:
+            raise ConfigError(f"{path} is given twice: give each file once")
+        seen.add(path.resolve())
 
 
 def _run(
@@ -132,7 +133,7 @@ def _run(
     detectors = detectors or load_detectors(config.model, config.batching.batch)
     detector = detectors[0]
     root = Path(config.output.dir)
-    reports = [RunReport(job.source_id, job.path, root / job.source_id, TimelineSummary(), detector.model_id,
+    reports = [RunReport(job.source_id, job.path, output_folder(root, job.source_id), TimelineSummary(), detector.model_id,
                          detector.description) for job in jobs]
     spill = reports[0].output_dir / "redis-spill.jsonl" if len(jobs) == 1 else root / "redis-spill.jsonl"
     writer = _open_writer(config, spill, reports)

@@ -15,7 +15,7 @@ from pathlib import Path
 
 import numpy as np
 
-from pipeline.core.errors import SourceError
+from pipeline.core.errors import SourceError, shown
 
 EMOTION_COLOURS = {
     "angry": "#d62728", "disgust": "#8c564b", "fear": "#9467bd", "happy": "#f2b701",
@@ -99,6 +99,9 @@ def _people(frames: list[dict], events: list[dict]) -> list[tuple[PersonSummary,
         for face in frame["faces"]:
             if face["id"] is None:
                 continue
+            if not isinstance(face["id"], int) or isinstance(face["id"], bool):  # it names person_<id>.png
+                raise SourceError(f"timeline.jsonl: face id {shown(face['id'])} of frame {frame['frame']} "
+                                  "is not a track number")
             entry = series[face["id"]]
             entry["pts"].append(frame["pts"])
             entry["scores"].append(face["scores"])

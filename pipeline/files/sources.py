@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import re
 import time
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -12,9 +11,9 @@ import av
 import numpy as np
 
 from pipeline.core.errors import SourceError
+from pipeline.core.source_ids import check_source_id, source_id_for
 from pipeline.core.types import Frame
-
-SOURCE_ID_PATTERN = re.compile(r"^[A-Za-z0-9._-]{1,64}$")
+from pipeline.core.uris import video_path
 
 
 @dataclass(frozen=True)
@@ -29,19 +28,6 @@ class VideoInfo:
     codec: str
 
 
-def source_id_for(path: str | Path) -> str:
-    """A contract-valid source id derived from a file name."""
-    stem = re.sub(r"[^A-Za-z0-9._-]", "_", Path(path).stem)[:64]
-    return stem or "source"
-
-
-def check_source_id(source_id: str) -> str:
-    """Return `source_id` if it matches the contract's pattern, else raise."""
-    if not SOURCE_ID_PATTERN.match(source_id):
-        raise SourceError(f"invalid source id {source_id!r}: use 1-64 of A-Z a-z 0-9 . _ -")
-    return source_id
-
-
 class VideoFileSource:
     """Decodes a video file into `Frame`s, in presentation order, rotation applied.
 
@@ -52,8 +38,8 @@ class VideoFileSource:
     def __init__(
         self, path: str | Path, source_id: str | None = None, stride: int = 1, max_frames: int | None = None
     ) -> None:
-        self.path = Path(path)
-        self.source_id = check_source_id(source_id or source_id_for(self.path))
+        self.path = video_path(path)
+        self.source_id = check_source_id(source_id) if source_id is not None else source_id_for(self.path)
         self.stride = max(1, int(stride))
         self.max_frames = max_frames
         self.stopped_early: str | None = None

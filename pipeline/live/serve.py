@@ -19,6 +19,7 @@ from pipeline.core.contract import RedisKeys
 from pipeline.core.errors import ConfigError
 from pipeline.core.metrics import PipelineMetrics
 from pipeline.core.shutdown import StopSignals
+from pipeline.core.source_ids import output_folder
 from pipeline.core.stage_times import StageTimes
 from pipeline.engine.detector import EmotionDetector
 from pipeline.engine.loading import load_detectors
@@ -132,7 +133,7 @@ def _close(supervisor: DecoderSupervisor, watchdog: Watchdog, outputs: dict[str,
 def _output(config: PipelineConfig, spec: SourceSpec, live: bool, detector: EmotionDetector,
             writer: RedisWriter | None, metrics: PipelineMetrics) -> SourceOutput:
     analytics = SourceAnalytics(spec.id, detector.names, config.tracking, config.events, spec.stride / 30.0)
-    files = FileSink(Path(config.output.dir) / spec.id, detector.names, detector.model_id) if config.output.files else None
+    files = FileSink(output_folder(config.output.dir, spec.id), detector.names, detector.model_id) if config.output.files else None
     redis_sink = None
     if writer is not None:
         redis_sink = RedisSink(writer, spec.id, detector.model_id, RedisKeys(config.redis.prefix), config.redis.maxlen,
