@@ -19,7 +19,6 @@ from typing import Any
 
 from pipeline.core.config import PipelineConfig
 from pipeline.core.contract import RedisKeys
-from pipeline.core.states import SourceState
 from pipeline.core.uris import mask_uri
 from pipeline.files.feed import FileJob
 from pipeline.sinks.redis_resume import ResumePoint, prepare_source
@@ -53,7 +52,7 @@ class RedisRun:
         for source_id, problem in problems.items():
             sink = outputs[source_id].redis
             if sink is not None:
-                sink.status(SourceState.FAILED, problem)
+                sink.incomplete(problem)
         self.writer.close(0.0 if self.writer.pending else timeout_s)
         return self._problems()
 

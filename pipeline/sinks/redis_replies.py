@@ -39,6 +39,13 @@ def error_code(error: redis.ResponseError) -> str:
     return first if first.isupper() and first.isalpha() else "ERR"
 
 
+def describe(error: redis.ResponseError) -> str:
+    """The error as Redis said it, code first, without redis-py's pipeline preamble."""
+    text = str(error).split(" caused error: ", 1)[-1]
+    code = error_code(error)
+    return text if text.startswith(code) else f"{code} {text}"
+
+
 def classify(error: redis.ResponseError) -> ReplyKind:
     """The kind of an error reply to a write."""
     if DUPLICATE_ID in str(error):
@@ -54,7 +61,7 @@ class RejectedCommands:
 
     def keep(self, command: list, error: redis.ResponseError) -> None:
         """Append one rejected command with the error Redis gave."""
-        line = json.dumps({"error": str(error), "command": command}, separators=(",", ":"))
+        line = json.dumps({"error": describe(error), "command": command}, separators=(",", ":"))
         self.path.parent.mkdir(parents=True, exist_ok=True)
         with open(self.path, "a", encoding="utf-8") as handle:
             handle.write(line + "\n")

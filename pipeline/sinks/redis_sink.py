@@ -129,6 +129,12 @@ class RedisSink:
         if self._adding:
             self.writer.submit([["hset", self.keys.sources, self.source_id, json.dumps(self._status(reason))], *event])
 
+    def incomplete(self, reason: str) -> None:
+        """Record in the status (only there: the events stream keeps what happened to the source) that
+        Redis lacks some of the source's entries: the state becomes failed, with the reason."""
+        self.state = SourceState.FAILED
+        self.writer.submit([["hset", self.keys.sources, self.source_id, json.dumps(self._status(reason))]])
+
     def events(self, events: list[FaceEvent]) -> None:
         """Queue face events: each to the events stream and the pub/sub channel."""
         commands: list[Command] = []

@@ -23,7 +23,7 @@ from pathlib import Path
 import redis
 
 from pipeline.core.uris import mask_uri
-from pipeline.sinks.redis_replies import RejectedCommands, ReplyKind, classify, error_code
+from pipeline.sinks.redis_replies import RejectedCommands, ReplyKind, classify, describe, error_code
 from pipeline.sinks.spill import SpillBuffer
 
 log = logging.getLogger(__name__)
@@ -184,7 +184,7 @@ class RedisWriter:
         key = command[1]
         self.rejected[key] += 1
         self.rejected_file.keep(command, error)
-        self.rejections.setdefault(key, f"{command[0].upper()} {key}: {error}")
+        self.rejections.setdefault(key, f"{command[0].upper()} {key}: {describe(error)}")
         code = error_code(error)
         if code not in self._logged_codes:  # once per kind of error, not once per command
             self._logged_codes.add(code)
@@ -196,8 +196,10 @@ class RedisWriter:
             self.on_written(commands, now)
 
     def _went_down(self, exc: BaseException) -> None:
-        refused = isinstance(exc, redis.ResponseError)
-        self.last_problem = mask_uri(f"{'refuses writes' if refused else 'is unreachable'} ({exc})")
+        if isinstance(exc, redis.ResponseError):
+            self.last_problem = mask_uri(f"refuses writes ({describe(exc)})")
+        else:
+            self.last_problem = mask_uri(f"is unreachable ({exc})")
         if self.down_since is None:
             self.down_since = time.monotonic()
             self.outages += 1
