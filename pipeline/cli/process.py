@@ -95,7 +95,7 @@ def _redis_line(report: RunReport, frames_key: str) -> str:
     resumed = f"resumed the {report.redis_resumed or 'earlier'} run of the same file and settings: " \
         if report.redis_resumed is not None else ""
     skipped = f" ({report.redis_duplicates} already there, skipped)" if report.redis_duplicates else ""
-    return f"redis: {resumed}{report.redis_written} entries added to {frames_key}{skipped}"
+    return f"redis: {resumed}{report.redis_written} entries in {frames_key}{skipped}"
 
 
 def _print_report(report: RunReport, config: PipelineConfig, args: argparse.Namespace) -> int:
