@@ -34,3 +34,13 @@ def test_items_left_on_disk_by_an_earlier_process_come_first(tmp_path: Path) -> 
     assert len(second) == 3
     second.extend([["new", 0]])
     assert _drain(second) == [["old", 1], ["old", 2], ["old", 3], ["new", 0]]
+
+
+def test_persist_keeps_what_memory_held_in_front_of_the_file(tmp_path: Path) -> None:
+    path = tmp_path / "spill.jsonl"
+    buffer = SpillBuffer(3, path)
+    buffer.extend([[i] for i in range(7)])  # 0-2 in memory, 3-6 on disk
+    buffer.drop(1)
+    buffer.persist()  # the process ends: memory goes to the file, in front
+    assert list(buffer.items()) == [[i] for i in range(1, 7)]
+    assert _drain(SpillBuffer(2, path)) == [[i] for i in range(1, 7)]

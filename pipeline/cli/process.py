@@ -38,6 +38,9 @@ def add_process(commands: argparse._SubParsersAction) -> None:
     parser.add_argument("--stride", type=int, help="process every Nth frame (default 1)")
     parser.add_argument("--decode-processes", type=int,
                         help="processes decoding one long file in keyframe segments (default: as the cores allow)")
+    parser.add_argument("--replace", action="store_true",
+                        help="delete what Redis holds for these source ids (frames, events, status) first; "
+                             "without it, results of another file or settings under a source id refuse the run")
     parser.add_argument("--quiet", action="store_true", help="no progress bar")
     parser.add_argument("--report", action="store_true", help="write the interview report (plots per person)")
     parser.add_argument("--annotate", action="store_true", help="with --report: also an annotated MP4")
@@ -59,9 +62,10 @@ def _run_process(args: argparse.Namespace) -> int:
     if args.source_id is not None and len(videos) > 1:
         raise ConfigError("--source-id names a single file; several files take their file names")
     if len(videos) == 1:
-        reports = [process_video(config, videos[0], args.source_id, show_progress=not args.quiet)]
+        reports = [process_video(config, videos[0], args.source_id, show_progress=not args.quiet,
+                                 replace=args.replace)]
     else:
-        reports = process_files(config, videos, show_progress=not args.quiet)
+        reports = process_files(config, videos, show_progress=not args.quiet, replace=args.replace)
     codes = [_print_report(report, config, args) for report in reports]
     if len(reports) > 1:
         failed = [report.source_id for report in reports if report.source_problem]
@@ -95,6 +99,15 @@ def _severity(code: int) -> int:
     return {EXIT_INTERRUPTED: 3, EXIT_REDIS_PROBLEM: 2, EXIT_SOURCE_PROBLEM: 1}.get(code, 0)
 
 
+def _redis_line(report: RunReport, frames_key: str) -> str:
+    if report.redis_resumed == "ended" and not report.redis_written:
+        return f"redis: {frames_key} holds this run already (same file, model and settings): nothing added"
+    resumed = f"resumed the {report.redis_resumed or 'earlier'} run of the same file and settings: " \
+        if report.redis_resumed is not None else ""
+    skipped = f" ({report.redis_duplicates} already there, skipped)" if report.redis_duplicates else ""
+    return f"redis: {resumed}{report.redis_written} entries in {frames_key}{skipped}"
+
+
 def _print_report(report: RunReport, config: PipelineConfig, args: argparse.Namespace) -> int:
     if report.opened:
         print(f"{report.source_id}: {report.fps:.1f} frames/s on {report.backend} ({report.model_id})")
@@ -106,11 +119,7 @@ def _print_report(report: RunReport, config: PipelineConfig, args: argparse.Name
         written = write_report(report.output_dir, annotate=args.annotate, video=report.video)
         print(f"report: {report.output_dir / 'report.md'} ({len(written)} files)")
     if config.redis.url and not report.redis_problem and report.opened:
-        keys = RedisKeys(config.redis.prefix)
-        print(
-            f"redis: {report.redis_written} entries in {keys.frames(report.source_id)}"
-            + (f" ({report.redis_duplicates} already there, skipped)" if report.redis_duplicates else "")
-        )
+        print(_redis_line(report, RedisKeys(config.redis.prefix).frames(report.source_id)))
     if report.interrupted:
         print("emotion-stream: interrupted; results so far are saved", file=sys.stderr)
         return EXIT_INTERRUPTED

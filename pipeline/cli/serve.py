@@ -5,7 +5,7 @@ from __future__ import annotations
 import argparse
 import sys
 
-from pipeline.cli.common import EXIT_REDIS_PROBLEM, command, model_flags, model_overrides
+from pipeline.cli.common import EXIT_REDIS_PROBLEM, EXIT_SOURCE_PROBLEM, command, model_flags, model_overrides
 from pipeline.core.config import load_config
 from pipeline.core.errors import EmotionStreamError
 from pipeline.core.uris import mask_uri
@@ -37,7 +37,12 @@ def _run_serve(args: argparse.Namespace) -> int:
             f"{report.reconnects[source_id]} reconnects" + (f" ({mask_uri(failure)})" if failure else "")
         )
     print(f"engine stages busy: {report.stages}")
-    if report.redis_unwritten:
-        print(f"emotion-stream: error: {report.redis_unwritten} Redis commands could not be written", file=sys.stderr)
+    if report.redis_unwritten or report.redis_rejected:
+        print(f"emotion-stream: error: Redis did not take {report.redis_unwritten + report.redis_rejected} commands "
+              f"({report.redis_unwritten} kept for the next run, {report.redis_rejected} rejected; see the log)",
+              file=sys.stderr)
         return EXIT_REDIS_PROBLEM
+    if report.all_failed:
+        print("emotion-stream: error: every source failed", file=sys.stderr)
+        return EXIT_SOURCE_PROBLEM
     return 0

@@ -13,10 +13,18 @@ class SourceState(str, Enum):
     RECONNECTING = "reconnecting"
     ENDED = "ended"
     FAILED = "failed"
+    INTERRUPTED = "interrupted"
+    """The run was stopped before the source ended; a re-run of the same file resumes it."""
 
     @property
     def final(self) -> bool:
-        """True for states a source never leaves."""
+        """True for states a source never leaves within one run."""
+        return self in (SourceState.ENDED, SourceState.FAILED, SourceState.INTERRUPTED)
+
+    @property
+    def closes_tracks(self) -> bool:
+        """True for states after which no face can appear again (each open track gets its face_exit);
+        an interrupted source keeps its tracks open for the run that resumes it."""
         return self in (SourceState.ENDED, SourceState.FAILED)
 
     def allows(self, target: SourceState) -> bool:
@@ -26,9 +34,12 @@ class SourceState(str, Enum):
 
 _ALLOWED: dict[SourceState, frozenset[SourceState]] = {
     SourceState.CONNECTING: frozenset(
-        {SourceState.LIVE, SourceState.RECONNECTING, SourceState.ENDED, SourceState.FAILED}),
-    SourceState.LIVE: frozenset({SourceState.RECONNECTING, SourceState.ENDED, SourceState.FAILED}),
-    SourceState.RECONNECTING: frozenset({SourceState.LIVE, SourceState.ENDED, SourceState.FAILED}),
+        {SourceState.LIVE, SourceState.RECONNECTING, SourceState.ENDED, SourceState.FAILED, SourceState.INTERRUPTED}),
+    SourceState.LIVE: frozenset({SourceState.RECONNECTING, SourceState.ENDED, SourceState.FAILED,
+                                 SourceState.INTERRUPTED}),
+    SourceState.RECONNECTING: frozenset({SourceState.LIVE, SourceState.ENDED, SourceState.FAILED,
+                                         SourceState.INTERRUPTED}),
     SourceState.ENDED: frozenset(),
     SourceState.FAILED: frozenset(),
+    SourceState.INTERRUPTED: frozenset(),
 }

@@ -6,7 +6,7 @@ the GIL while decoding; a long file may also decode in segment processes, see `s
 Their frames meet in one bounded queue, so decoders wait when inference is behind: files
 never drop frames. A file's status travels in the same queue, in order with its frames:
 `live` before its first frame, `ended` (or `failed` with the reason, when the file is
-damaged) after its last.
+damaged) after its last; `interrupted` after the last frame decoded when the feed is stopped.
 """
 
 from __future__ import annotations
@@ -142,8 +142,10 @@ class FileFeed:
         state, reason = SourceState.ENDED, ""
         try:
             for frame in source:
-                if self._stop.is_set() or source_id in self._failed or not self._put(frame):
-                    reason = "stopped"
+                if source_id in self._failed:
+                    break  # its output has failed already and records why
+                if self._stop.is_set() or not self._put(frame):
+                    state, reason = SourceState.INTERRUPTED, "stopped before the end of the file"
                     break
             if source.stopped_early:
                 state, reason = SourceState.FAILED, source.stopped_early

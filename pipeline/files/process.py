@@ -3,6 +3,7 @@
 Every file is a source: up to `batching.open_files` are decoded at once and share the
 engine's batches, one progress bar counts them all, and each gets its own outputs, summary
 and problems. A file that cannot be opened, or is damaged, fails alone; the job goes on.
+What Redis holds already is checked before anything is written (see `redis_run`).
 """
 
 from __future__ import annotations
@@ -17,23 +18,23 @@ from pathlib import Path
 from tqdm import tqdm
 
 from pipeline.core.config import PipelineConfig
-from pipeline.core.contract import RedisKeys
-from pipeline.core.errors import ConfigError, SinkError
+from pipeline.core.errors import ConfigError
 from pipeline.core.shutdown import StopSignals
 from pipeline.core.source_ids import distinct_source_ids, output_folder
 from pipeline.core.stage_times import StageTimes
-from pipeline.core.uris import mask_uri, video_path
+from pipeline.core.uris import video_path
 from pipeline.engine.detector import EmotionDetector
 from pipeline.engine.loading import load_detectors
 from pipeline.engine.stages import Engine
 from pipeline.faces.analytics import SourceAnalytics
 from pipeline.faces.summary import TimelineSummary
 from pipeline.files.feed import FileFeed, FileJob, FrameSource
+from pipeline.files.redis_run import RedisRun, open_redis_run
 from pipeline.files.segments import SegmentedVideoSource, decode_workers_for
 from pipeline.files.sources import VideoFileSource
 from pipeline.sinks.files import FileSink
-from pipeline.sinks.redis_sink import RedisSink, connect
-from pipeline.sinks.redis_writer import RedisWriter
+from pipeline.sinks.redis_sink import RedisUnreachable
+from pipeline.sinks.run_record import settings_hash
 from pipeline.sinks.source_output import SourceOutput
 
 log = logging.getLogger(__name__)
@@ -55,6 +56,9 @@ class RunReport:
     redis_problem: str | None = None
     redis_written: int = 0
     redis_duplicates: int = 0
+    """Frames whose entries were in Redis already (an earlier run of the same file and settings)."""
+    redis_resumed: str | None = None
+    """The state of the earlier run of the same file and settings that this run resumed."""
     stages: str = ""
     """Busy share of each engine stage over the run."""
     opened: bool = False
@@ -73,12 +77,13 @@ def process_video(
     detector: EmotionDetector | None = None,
     show_progress: bool = True,
     max_frames: int | None = None,
+    replace: bool = False,
 ) -> RunReport:
     """Process one video file end to end (see `process_files`); a file that cannot be opened raises
     SourceError before anything is written."""
     source = _open_source(config, video, source_id, max_frames, files_at_once=1)
     job = FileJob(source.source_id, source.path, lambda: source, source.expected_frames)
-    return _run(config, [job], [detector] if detector else None, show_progress)[0]
+    return _run(config, [job], [detector] if detector else None, show_progress, max_frames, replace)[0]
 
 
 def process_files(
@@ -87,20 +92,22 @@ def process_files(
     detectors: list[EmotionDetector] | None = None,
     show_progress: bool = True,
     max_frames: int | None = None,
+    replace: bool = False,
 ) -> list[RunReport]:
     """Process many files through one engine; a report per file, in the order given.
 
     Files are opened only when their turn comes (a folder of thousands holds a handful
     open); one that cannot be opened or is damaged gets its `source_problem` and the others
     are processed. Source ids come from the file names (see `distinct_source_ids`); a file
-    given twice is refused.
+    given twice is refused. Redis data of another run under a file's source id refuses the
+    job (SinkError) unless `replace` deletes it first.
     """
     paths = [video_path(video) for video in videos]
     _check_each_file_once(paths)
     at_once = min(config.batching.open_files, len(paths))
     jobs = [FileJob(source_id, path, functools.partial(_open_source, config, path, source_id, max_frames, at_once))
             for path, source_id in zip(paths, distinct_source_ids(paths))]
-    return _run(config, jobs, detectors, show_progress)
+    return _run(config, jobs, detectors, show_progress, max_frames, replace)
 
 
 def _open_source(
@@ -127,6 +134,8 @@ def _run(
     jobs: list[FileJob],
     detectors: list[EmotionDetector] | None,
     show_progress: bool,
+    max_frames: int | None,
+    replace: bool,
 ) -> list[RunReport]:
     """One engine over the files of `jobs`; never raises after outputs have started to be written,
     except for an engine (model) error, which is raised once every output is closed."""
@@ -135,9 +144,8 @@ def _run(
     root = Path(config.output.dir)
     reports = [RunReport(job.source_id, job.path, output_folder(root, job.source_id), TimelineSummary(), detector.model_id,
                          detector.description) for job in jobs]
-    spill = reports[0].output_dir / "redis-spill.jsonl" if len(jobs) == 1 else root / "redis-spill.jsonl"
-    writer = _open_writer(config, spill, reports)
-    outputs = {job.source_id: _output(config, job, detector, writer, report) for job, report in zip(jobs, reports)}
+    redis_run = _open_redis(config, jobs, detector, max_frames, replace, reports)
+    outputs = {job.source_id: _output(config, job, detector, redis_run, report) for job, report in zip(jobs, reports)}
     single = len(jobs) == 1
     bar = tqdm(total=jobs[0].expected_frames if single else 0, unit="frame",
                desc=jobs[0].source_id if single else f"{len(jobs)} files", disable=not show_progress,
@@ -178,14 +186,15 @@ def _run(
         for output in outputs.values():
             if engine.error is not None and not output.state.final:
                 output.fail(f"inference stopped: {engine.error}")
-        unwritten = writer.close(config.redis.timeout_s * 2) if writer is not None else 0
+        redis_problems = redis_run.finish(outputs, config.redis.timeout_s * 2) if redis_run is not None else {}
         for job, report in zip(jobs, reports):
             output = outputs[job.source_id]
             report.summary, report.seconds, report.interrupted = output.summary, seconds, interrupted
             report.source_problem = output.problem
             report.stages = times.overall()
             report.opened = output.went_live
-            _redis_outcome(writer, output, report, unwritten)
+            if redis_run is not None:
+                _redis_outcome(redis_run, output, report, redis_problems.get(job.source_id))
             try:  # an unwritable or full output folder fails this file's outputs, not the job
                 output.close()
                 if report.opened:  # a file that never opened keeps whatever an earlier run left
@@ -199,50 +208,42 @@ def _output(
     config: PipelineConfig,
     job: FileJob,
     detector: EmotionDetector,
-    writer: RedisWriter | None,
+    redis_run: RedisRun | None,
     report: RunReport,
 ) -> SourceOutput:
     analytics = SourceAnalytics(job.source_id, detector.names, config.tracking, config.events, 1 / 30)
     files = FileSink(report.output_dir, detector.names, detector.model_id)
-    redis_sink = None
-    if writer is not None:
-        redis_sink = RedisSink(writer, job.source_id, detector.model_id, RedisKeys(config.redis.prefix),
-                               config.redis.maxlen, str(job.path))
+    redis_sink = redis_run.sink(config, job, detector.model_id) if redis_run is not None else None
     return SourceOutput(job.source_id, detector.names, analytics, files, redis_sink)
 
 
-def open_redis_writer(config: PipelineConfig, spill_path: Path) -> RedisWriter:
-    """A background writer for `config.redis`, after checking that Redis answers (SinkError if not)."""
-    connect(config.redis.url, config.redis.timeout_s).close()
-    return RedisWriter(
-        config.redis.url,
-        timeout_s=config.redis.timeout_s,
-        buffer_entries=config.redis.buffer_entries,
-        spill_path=spill_path,
-    )
-
-
-def _open_writer(config: PipelineConfig, spill_path: Path, reports: list[RunReport]) -> RedisWriter | None:
+def _open_redis(config: PipelineConfig, jobs: list[FileJob], detector: EmotionDetector, max_frames: int | None,
+                replace: bool, reports: list[RunReport]) -> RedisRun | None:
+    """The job's Redis side; None without Redis, or when it does not answer (the files are still written)."""
     if not config.redis.url:
         return None
+    settings = {"stride": config.source.stride, "imgsz": detector.settings.imgsz, "conf": detector.settings.conf,
+                "iou": detector.settings.iou, "max_det": detector.settings.max_det,
+                "agnostic_nms": detector.settings.agnostic_nms, "max_frames": max_frames,
+                "analysis": settings_hash(config.tracking, config.events)}
+    spill_dir = reports[0].output_dir if len(jobs) == 1 else Path(config.output.dir)
     try:
-        return open_redis_writer(config, spill_path)
-    except SinkError as exc:
+        return open_redis_run(config, jobs, detector.model_id, settings, spill_dir, replace)
+    except RedisUnreachable as exc:
         for report in reports:
             report.redis_problem = f"{exc}; file outputs are still written to {report.output_dir}"
         return None
 
 
-def _redis_outcome(writer: RedisWriter | None, output: SourceOutput, report: RunReport, unwritten: int) -> None:
-    if writer is None or output.redis is None:
-        return
-    frames_key = output.redis.keys.frames(output.source_id)
-    report.redis_written, report.redis_duplicates = writer.written[frames_key], writer.duplicates[frames_key]
-    if unwritten:
-        report.redis_problem = (
-            f"Redis at {mask_uri(writer.url)} did not come back: {unwritten} commands were not written; "
-            f"the file outputs in {report.output_dir} hold every frame"
-        )
+def _redis_outcome(redis_run: RedisRun, output: SourceOutput, report: RunReport, problem: str | None) -> None:
+    frames_key = redis_run.keys.frames(output.source_id)
+    sink = output.redis
+    report.redis_written = redis_run.writer.written[frames_key]
+    report.redis_duplicates = redis_run.writer.duplicates[frames_key] + (sink.skipped if sink else 0)
+    resume = redis_run.resume.get(output.source_id)
+    report.redis_resumed = resume.state if resume else None
+    if problem:
+        report.redis_problem = f"{problem} (the file outputs in {report.output_dir} hold every frame)"
 
 
 def _summary_json(report: RunReport) -> dict:
@@ -258,6 +259,7 @@ def _summary_json(report: RunReport) -> dict:
         "redis_problem": report.redis_problem,
         "redis_written": report.redis_written,
         "redis_duplicates": report.redis_duplicates,
+        "redis_resumed": report.redis_resumed,
         "stages": report.stages,
         **report.summary.to_json(),
     }

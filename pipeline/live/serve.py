@@ -21,6 +21,7 @@ from pipeline.core.metrics import PipelineMetrics
 from pipeline.core.shutdown import StopSignals
 from pipeline.core.source_ids import output_folder
 from pipeline.core.stage_times import StageTimes
+from pipeline.core.states import SourceState
 from pipeline.engine.detector import EmotionDetector
 from pipeline.engine.loading import load_detectors
 from pipeline.engine.stages import LANE_BATCHES, Engine
@@ -29,7 +30,7 @@ from pipeline.live.feed import LiveFeed
 from pipeline.live.supervisor import DecoderSupervisor
 from pipeline.live.watchdog import Watchdog
 from pipeline.sinks.files import FileSink
-from pipeline.sinks.redis_sink import RedisSink
+from pipeline.sinks.redis_sink import RedisSink, RedisUnreachable, connect
 from pipeline.sinks.redis_writer import Command, RedisWriter
 from pipeline.sinks.source_output import SourceOutput
 
@@ -46,11 +47,19 @@ class ServeReport:
     reconnects: dict[str, int] = field(default_factory=dict)
     states: dict[str, str] = field(default_factory=dict)
     redis_unwritten: int = 0
+    """Commands Redis did not take before the end (kept in the spill file for the next run)."""
+    redis_rejected: int = 0
+    """Commands Redis rejected for good (kept in the rejected file beside the spill file)."""
     failures: dict[str, str] = field(default_factory=dict)
     """Sources failed downstream (tracker or sink), with the reason."""
     metrics: PipelineMetrics | None = None
     stages: str = ""
     """Busy share of each engine stage over the run."""
+
+    @property
+    def all_failed(self) -> bool:
+        """True when every source failed (nothing was served)."""
+        return bool(self.states) and all(state == SourceState.FAILED.value for state in self.states.values())
 
 
 def serve(
@@ -62,6 +71,7 @@ def serve(
     """Run every configured source until all have ended or failed, a stop signal, or `max_seconds`."""
     if not config.sources:
         raise ConfigError("no sources configured: add a 'sources:' list (see configs/cameras.yaml)")
+    _check_redis(config)
     detectors = detectors or load_detectors(config.model, config.batching.batch)
     times = StageTimes()
     metrics = PipelineMetrics([spec.id for spec in config.sources], config.metrics.log_interval_s,
@@ -128,6 +138,7 @@ def _close(supervisor: DecoderSupervisor, watchdog: Watchdog, outputs: dict[str,
             report.failures[source_id] = output.failure
     if writer is not None:
         report.redis_unwritten = writer.close(config.redis.timeout_s)
+        report.redis_rejected = sum(writer.rejected.values())
 
 
 def _output(config: PipelineConfig, spec: SourceSpec, live: bool, detector: EmotionDetector,
@@ -140,6 +151,17 @@ def _output(config: PipelineConfig, spec: SourceSpec, live: bool, detector: Emot
                                spec.uri, live=live)
     return SourceOutput(spec.id, detector.names, analytics, files, redis_sink,
                         on_status=lambda change: metrics.state(change.source_id, change.state.value))
+
+
+def _check_redis(config: PipelineConfig) -> None:
+    """A malformed Redis URL (ConfigError) or refused credentials (SinkError) stop serve before it
+    starts; an outage does not: results wait (memory, then disk) until Redis answers."""
+    if not config.redis.url:
+        return
+    try:
+        connect(config.redis.url, config.redis.timeout_s).close()
+    except RedisUnreachable as exc:
+        log.warning("%s; serving anyway, results wait (memory, then disk) until it answers", exc)
 
 
 def _writer(config: PipelineConfig, keys: RedisKeys, metrics: PipelineMetrics) -> RedisWriter | None:

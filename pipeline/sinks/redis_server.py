@@ -28,10 +28,15 @@ class LocalRedisServer:
     port and the data (an append-only file), as a real server restart would.
     """
 
-    def __init__(self, port: int | None = None, persist: bool = False) -> None:
+    def __init__(self, port: int | None = None, persist: bool = False, extra_args: tuple[str, ...] = (),
+                 password: str | None = None) -> None:
+        """`extra_args` go to redis-server as they are (e.g. ("--maxmemory", "1mb")); `password` is
+        required of clients and part of `url`."""
         self.port = port or free_port()
         self.persist = persist
-        self.url = f"redis://127.0.0.1:{self.port}/0"
+        self.extra_args = extra_args
+        self.password = password
+        self.url = f"redis://{f':{password}@' if password else ''}127.0.0.1:{self.port}/0"
         self._workdir = Path(tempfile.mkdtemp(prefix="emotion-redis-"))
         self._process: subprocess.Popen | None = None
 
@@ -42,6 +47,8 @@ class LocalRedisServer:
             raise SinkError("redis-server is not installed (Debian: apt-get install redis-server)")
         command = [binary, "--port", str(self.port), "--bind", "127.0.0.1", "--dir", str(self._workdir)]
         command += ["--save", "", "--appendonly", "yes" if self.persist else "no", "--appendfsync", "always"]
+        command += ["--requirepass", self.password] if self.password else []
+        command += list(self.extra_args)
         self._process = subprocess.Popen(command, stdout=subprocess.DEVNULL, stderr=subprocess.STDOUT)
         deadline = time.monotonic() + 10
         while time.monotonic() < deadline:

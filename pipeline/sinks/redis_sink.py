@@ -2,37 +2,62 @@
 
 Commands go to a shared `RedisWriter`, which sends them in the background and rides out
 outages. Entry ids are derived from presentation time (files) or wall-clock time (live
-sources), so they are deterministic and strictly increasing per stream.
+sources), so they are deterministic and strictly increasing per stream. A file run that
+resumes an earlier run of the same record sends nothing for the entries Redis holds already
+(not even their pub/sub messages) and leaves the status alone until it adds something.
 """
 
 from __future__ import annotations
 
 import json
 import time
+from urllib.parse import parse_qs, urlparse
 
 import redis
 
 from pipeline.core.contract import SCHEMA_VERSION, RedisKeys, StreamIdAllocator
-from pipeline.core.errors import SinkError
+from pipeline.core.errors import ConfigError, SinkError
 from pipeline.core.states import SourceState
 from pipeline.core.uris import mask_uri
 from pipeline.engine.batch import FrameInfo
 from pipeline.faces.events import FaceEvent
 from pipeline.sinks.payload import FramePayload, frame_fields
+from pipeline.sinks.redis_resume import ResumePoint, parse_stream_id
 from pipeline.sinks.redis_writer import Command, RedisWriter
+from pipeline.sinks.run_record import RunRecord
+
+
+class RedisUnreachable(SinkError):
+    """Redis did not answer: a run may go on without it (files only) or wait for it."""
+
+
+def check_redis_url(url: str) -> None:
+    """ConfigError for a URL redis-py would misread: a database that is not a number means db 0 to it."""
+    parsed = urlparse(url)
+    if parsed.scheme not in ("redis", "rediss", "unix"):
+        raise ConfigError(f"invalid Redis URL {mask_uri(url)}: it must start with redis://, rediss:// or unix://")
+    databases = parse_qs(parsed.query).get("db", [])
+    if parsed.scheme != "unix" and parsed.path.strip("/"):
+        databases.append(parsed.path.strip("/"))
+    for database in databases:
+        if not database.isdigit():
+            raise ConfigError(f"invalid Redis URL {mask_uri(url)}: database {database!r} is not a number "
+                              "(e.g. redis://host:6379/0)")
 
 
 def connect(url: str, timeout_s: float = 5.0) -> redis.Redis:
-    """A client for `url`, checked with PING; raises SinkError naming the URL when unreachable."""
+    """A client for `url`, checked with PING. ConfigError for a malformed URL, SinkError naming the URL
+    (credentials masked) when Redis refuses the client, RedisUnreachable when it does not answer."""
+    check_redis_url(url)
     try:
         client = redis.Redis.from_url(url, socket_timeout=timeout_s, socket_connect_timeout=timeout_s)
         client.ping()
     except ValueError as exc:
-        raise SinkError(f"invalid Redis URL {mask_uri(url)}: {exc}") from None
-    except redis.AuthenticationError as exc:
-        raise SinkError(f"Redis at {mask_uri(url)} refused the credentials: {exc}") from None
+        raise ConfigError(f"invalid Redis URL {mask_uri(url)}: {exc}") from None
+    except (redis.AuthenticationError, redis.ResponseError) as exc:
+        raise SinkError(f"Redis at {mask_uri(url)} refused the connection: {mask_uri(str(exc))}") from None
     except redis.RedisError as exc:
-        raise SinkError(f"cannot reach Redis at {mask_uri(url)}: {exc}") from None
+        raise RedisUnreachable(f"cannot reach Redis at {mask_uri(url)}: {exc}") from None
     return client
 
 
@@ -48,7 +73,10 @@ class RedisSink:
         maxlen: int,
         source_uri: str,
         live: bool = False,
+        run: RunRecord | None = None,
+        resume: ResumePoint | None = None,
     ) -> None:
+        """`run` is published in the status; entries up to `resume` are already in Redis."""
         self.writer = writer
         self.source_id = source_id
         self.model_id = model_id
@@ -56,6 +84,10 @@ class RedisSink:
         self.maxlen = maxlen
         self.source_uri = mask_uri(source_uri)
         self.live = live
+        self.run = run
+        self.resume = resume
+        self.skipped = 0
+        """Frames whose entries an earlier run of the same record wrote (not sent again)."""
         self.frames = 0
         self.dropped = 0
         self.reconnects = 0
@@ -64,6 +96,8 @@ class RedisSink:
         self._event_ids = StreamIdAllocator()
         self._started = time.time()
         self._last: FrameInfo | None = None
+        self._adding = resume is None
+        """False while every entry so far was there already: the earlier run's status stays."""
 
     def write(self, payloads: list[FramePayload]) -> None:
         """Queue one XADD per frame and the refreshed status."""
@@ -74,11 +108,16 @@ class RedisSink:
             frame = payload.frame
             clock = frame.wall_time if self.live else frame.pts
             entry_id = self._frame_ids.next(int(round(clock * 1000)))
+            if self.resume and parse_stream_id(entry_id) <= self.resume.frames_after:
+                self.skipped += 1
+                continue
+            self._adding = True
             fields = frame_fields(payload, self.model_id)
             commands.append(["xadd", self.keys.frames(self.source_id), entry_id, fields, self.maxlen, frame.wall_time])
         self.frames += len(payloads)
         self._last = payloads[-1].frame
-        commands.append(["hset", self.keys.sources, self.source_id, json.dumps(self._status())])
+        if self._adding:
+            commands.append(["hset", self.keys.sources, self.source_id, json.dumps(self._status())])
         self.writer.submit(commands)
 
     def status(self, state: SourceState, reason: str = "") -> None:
@@ -86,9 +125,15 @@ class RedisSink:
         self.state = state
         now = time.time()
         pts = self._last.pts if self._last else 0.0
-        commands = [["hset", self.keys.sources, self.source_id, json.dumps(self._status(reason))]]
-        commands += self._event_commands("source_status", pts, now, {"state": state.value, "reason": mask_uri(reason)})
-        self.writer.submit(commands)
+        event = self._event_commands("source_status", pts, now, {"state": state.value, "reason": mask_uri(reason)})
+        if self._adding:
+            self.writer.submit([["hset", self.keys.sources, self.source_id, json.dumps(self._status(reason))], *event])
+
+    def incomplete(self, reason: str) -> None:
+        """Record in the status (only there: the events stream keeps what happened to the source) that
+        Redis lacks some of the source's entries: the state becomes failed, with the reason."""
+        self.state = SourceState.FAILED
+        self.writer.submit([["hset", self.keys.sources, self.source_id, json.dumps(self._status(reason))]])
 
     def events(self, events: list[FaceEvent]) -> None:
         """Queue face events: each to the events stream and the pub/sub channel."""
@@ -98,8 +143,12 @@ class RedisSink:
         self.writer.submit(commands)
 
     def _event_commands(self, kind: str, pts: float, wall_time: float, fields: dict) -> list[Command]:
-        """XADD (id from pts for files, wall time for live sources, so re-runs add nothing) and PUBLISH."""
+        """XADD (id from pts for files, wall time for live sources, so re-runs add nothing) and PUBLISH;
+        none for an event an earlier run of the same record wrote."""
         entry_id = self._event_ids.next(int(round((wall_time if self.live else pts) * 1000)))
+        if self.resume and parse_stream_id(entry_id) <= self.resume.events_after:
+            return []
+        self._adding = True
         entry = {"v": SCHEMA_VERSION, "type": kind, "ts": str(int(wall_time * 1000)), "pts": f"{pts:.3f}"}
         entry |= {key: value if isinstance(value, str) else json.dumps(value) for key, value in fields.items()}
         message = {"v": SCHEMA_VERSION, "type": kind, "source": self.source_id, "ts": int(wall_time * 1000),
@@ -121,4 +170,6 @@ class RedisSink:
             status["reason"] = mask_uri(reason)
         if self._last is not None:
             status["last_ts"] = int(self._last.wall_time * 1000)
+        if self.run is not None:
+            status["run"] = self.run.to_json()
         return status

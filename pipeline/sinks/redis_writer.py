@@ -1,9 +1,14 @@
-"""Background Redis writer that survives outages: buffers, spills to disk, replays in order.
+"""Background Redis writer that survives outages and refusals: buffers, spills to disk, replays in order.
 
-Sinks hand it commands; a thread sends them in pipelined batches. When Redis is unreachable
-the commands wait (in memory up to a bound, then on disk) and the outage is logged once;
-when Redis returns they are sent in their original order. Stream entries carry explicit ids,
-so an entry that reached Redis before a connection broke is rejected on replay, not duplicated.
+Sinks hand it commands; a thread sends them in batches, each batch one MULTI/EXEC
+transaction, so Redis takes a batch whole or refuses it whole. When Redis is unreachable or
+refuses writes for now (out of memory, read-only, failed persistence) the commands wait (in
+memory up to a bound, then on disk), the problem is logged once, and they are retried in
+their original order; what is still waiting when the writer closes stays in the spill file
+for the next run. A command Redis rejects for good (a key of another type, no permission)
+is kept in the rejected file, counted per key and logged once per kind of error. Stream
+entries carry explicit ids, so an entry that reached Redis before a connection broke is
+rejected on replay, not duplicated.
 """
 
 from __future__ import annotations
@@ -18,11 +23,11 @@ from pathlib import Path
 import redis
 
 from pipeline.core.uris import mask_uri
+from pipeline.sinks.redis_replies import RejectedCommands, ReplyKind, classify, describe, error_code
 from pipeline.sinks.spill import SpillBuffer
 
 log = logging.getLogger(__name__)
 
-_DUPLICATE_ID = "equal or smaller than the target stream top item"
 OUTAGE_ERRORS = (redis.ConnectionError, redis.TimeoutError, redis.BusyLoadingError, OSError)
 
 Command = list
@@ -30,7 +35,7 @@ Command = list
 
 
 class RedisWriter:
-    """Executes commands in order on its own thread; `close` flushes what it can."""
+    """Executes commands in order on its own thread; `close` flushes what it can and spills the rest."""
 
     def __init__(
         self,
@@ -41,17 +46,26 @@ class RedisWriter:
         batch: int = 500,
         on_written: Callable[[list[Command], float], None] | None = None,
     ) -> None:
+        """Commands Redis rejects for good go to `<spill name>-rejected.jsonl` beside the spill file."""
         self.url = url
         self.client = redis.Redis.from_url(url, socket_timeout=timeout_s, socket_connect_timeout=timeout_s)
-        self.buffer = SpillBuffer(buffer_entries, spill_path or Path(f"runs/spill/redis-{id(self)}.jsonl"))
+        spill_path = spill_path or Path(f"runs/spill/redis-{id(self)}.jsonl")
+        self.buffer = SpillBuffer(buffer_entries, spill_path)
+        self.rejected_file = RejectedCommands(spill_path.with_name(f"{spill_path.stem}-rejected.jsonl"))
         self.batch = batch
         self.on_written = on_written
         self.written: Counter[str] = Counter()
         """Stream entries added, per stream key."""
         self.duplicates: Counter[str] = Counter()
         """Stream entries Redis already held (rejected by id), per stream key."""
-        self.errors = 0
+        self.rejected: Counter[str] = Counter()
+        """Commands Redis rejected for good (kept in `rejected_file`), per key."""
+        self.rejections: dict[str, str] = {}
+        """The first rejection per key, as Redis worded it."""
+        self._logged_codes: set[str] = set()
         self.outages = 0
+        self.last_problem: str | None = None
+        """Why Redis last did not take the commands (unreachable, or refusing writes)."""
         self.down_since: float | None = None
         self._wake = threading.Event()
         self._closing = threading.Event()
@@ -81,13 +95,22 @@ class RedisWriter:
         return not self.pending
 
     def close(self, timeout_s: float = 5.0) -> int:
-        """Flush for up to `timeout_s`, stop the thread; returns commands left unwritten."""
+        """Flush for up to `timeout_s`, stop the thread, keep what is left in the spill file for the
+        next run; returns the commands left unwritten."""
         self.flush(timeout_s)
         self._closing.set()
         self._wake.set()
         self._thread.join(timeout=timeout_s + 1)
         self.client.close()
+        self.buffer.persist()
+        if self.pending:
+            log.error("%d commands were not written: Redis at %s %s; they are kept in %s for the next run",
+                      self.pending, mask_uri(self.url), self.last_problem, self.buffer.path)
         return self.pending
+
+    def unwritten(self) -> Counter[str]:
+        """Commands still waiting, per key (reads the spill file: call once, at the end)."""
+        return Counter(command[1] for command in self.buffer.items())
 
     def _run(self) -> None:
         delay = 0.2
@@ -101,21 +124,49 @@ class RedisWriter:
                 self._wake.clear()
                 continue
             try:
-                self._send(commands)
+                done, refusal = self._send(commands)
             except OUTAGE_ERRORS as exc:
-                self._went_down(exc)
-                if self._closing.is_set():
-                    return
-                self._closing.wait(delay)
-                delay = min(delay * 2, 5.0)
+                done, refusal = 0, exc
+            self.buffer.drop(done)
+            if refusal is None:
+                self._came_back()
+                delay = 0.2
                 continue
-            self._came_back()
-            delay = 0.2
-            self.buffer.drop(len(commands))
+            self._went_down(refusal)
+            if self._closing.is_set():
+                return
+            self._closing.wait(delay)
+            delay = min(delay * 2, 5.0)
 
-    def _send(self, commands: list[Command]) -> None:
-        pipe = self.client.pipeline(transaction=False)
+    def _send(self, commands: list[Command]) -> tuple[int, BaseException | None]:
+        """Send one batch: (how many of its first commands are settled, why the rest must wait or None)."""
         now = time.time()
+        try:
+            replies = self._execute(commands, now, transaction=True)
+        except redis.ResponseError as exc:  # the transaction was refused whole: nothing of it ran
+            if classify(exc) is ReplyKind.REFUSED:
+                return 0, exc
+            replies = self._execute(commands, now, transaction=False)  # which of them does Redis reject?
+        for number, (command, reply) in enumerate(zip(commands, replies)):
+            if isinstance(reply, OUTAGE_ERRORS):
+                self._report_written(commands[:number], now)
+                return number, reply
+            if isinstance(reply, redis.ResponseError):
+                kind = classify(reply)
+                if kind is ReplyKind.REFUSED:
+                    self._report_written(commands[:number], now)
+                    return number, reply
+                if kind is ReplyKind.DUPLICATE:
+                    self.duplicates[command[1]] += 1
+                else:
+                    self._reject(command, reply)
+            elif command[0] == "xadd":
+                self.written[command[1]] += 1
+        self._report_written(commands, now)
+        return len(commands), None
+
+    def _execute(self, commands: list[Command], now: float, transaction: bool) -> list:
+        pipe = self.client.pipeline(transaction=transaction)
         for command in commands:
             kind = command[0]
             if kind == "xadd":
@@ -127,34 +178,38 @@ class RedisWriter:
                 pipe.hset(command[1], command[2], command[3])
             elif kind == "publish":
                 pipe.publish(command[1], command[2])
-        replies = pipe.execute(raise_on_error=False)
-        for command, reply in zip(commands, replies):
-            if isinstance(reply, OUTAGE_ERRORS):
-                raise reply
-            if isinstance(reply, redis.ResponseError):
-                if _DUPLICATE_ID in str(reply):
-                    self.duplicates[command[1]] += 1
-                else:
-                    self.errors += 1
-                    log.error("Redis rejected %s %s: %s", command[0], command[1], reply)
-            elif command[0] == "xadd":
-                self.written[command[1]] += 1
-        if self.on_written:
+        return pipe.execute(raise_on_error=False)
+
+    def _reject(self, command: Command, error: redis.ResponseError) -> None:
+        key = command[1]
+        self.rejected[key] += 1
+        self.rejected_file.keep(command, error)
+        self.rejections.setdefault(key, f"{command[0].upper()} {key}: {describe(error)}")
+        code = error_code(error)
+        if code not in self._logged_codes:  # once per kind of error, not once per command
+            self._logged_codes.add(code)
+            log.error("Redis at %s rejected %s; this and every command it rejects are kept in %s",
+                      mask_uri(self.url), self.rejections[key], self.rejected_file.path)
+
+    def _report_written(self, commands: list[Command], now: float) -> None:
+        if self.on_written and commands:
             self.on_written(commands, now)
 
     def _went_down(self, exc: BaseException) -> None:
+        if isinstance(exc, redis.ResponseError):
+            self.last_problem = mask_uri(f"refuses writes ({describe(exc)})")
+        else:
+            self.last_problem = mask_uri(f"is unreachable ({exc})")
         if self.down_since is None:
             self.down_since = time.monotonic()
             self.outages += 1
-            log.error(
-                "Redis at %s unreachable (%s); buffering results (memory, then %s) until it returns",
-                mask_uri(self.url), exc, self.buffer.path,
-            )
+            log.error("Redis at %s %s; buffering results (memory, then %s) and retrying",
+                      mask_uri(self.url), self.last_problem, self.buffer.path)
 
     def _came_back(self) -> None:
         if self.down_since is not None:
             log.warning(
-                "Redis at %s is back after %.1fs; replaying %d buffered commands",
+                "Redis at %s takes writes again after %.1fs; replaying %d buffered commands",
                 mask_uri(self.url), time.monotonic() - self.down_since, self.pending,
             )
             self.down_since = None

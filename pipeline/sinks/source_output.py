@@ -55,11 +55,12 @@ class SourceOutput:
         return self.analytics.process(detections)
 
     def status_events(self, change: StatusChange) -> list[FaceEvent]:
-        """A final state closes every open track (face_exit); a known frame rate sets the event clock."""
+        """Ending or failing closes every open track (face_exit; an interruption leaves them for the run
+        that resumes it); a known frame rate sets the event clock."""
         interval = change.info.get("frame_interval_s")
         if interval:
             self.analytics.events.frame_interval_s = interval
-        return self.analytics.finish(time.time()) if change.state.final else []
+        return self.analytics.finish(time.time()) if change.state.closes_tracks else []
 
     def write(self, detections: Detections | None, events: list[FaceEvent]) -> int:
         """Frames to the timeline files and Redis, events to events.jsonl and Redis; returns frames written."""

@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import threading
 from collections import deque
+from collections.abc import Iterator
 from itertools import islice
 from pathlib import Path
 from typing import Any
@@ -62,6 +63,39 @@ class SpillBuffer:
         with self._lock:
             for _ in range(min(count, len(self._memory))):
                 self._memory.popleft()
+
+    def items(self) -> Iterator[Any]:
+        """Every item, first to last, without removing any (reads the file: for reports, not hot paths)."""
+        with self._lock:
+            held = list(self._memory)
+            lines: list[str] = []
+            if self._on_disk:
+                with open(self.path, encoding="utf-8") as handle:
+                    handle.seek(self._read_offset)
+                    lines = [line for line in handle if line.endswith("\n")]
+        yield from held
+        yield from (json.loads(line) for line in lines)
+
+    def persist(self) -> None:
+        """Move the items held in memory to the file, in front of those already there, so that
+        nothing is lost when the process ends; the next buffer on this path reads them first."""
+        with self._lock:
+            if not self._memory:
+                return
+            rest: list[str] = []
+            if self._on_disk:
+                with open(self.path, encoding="utf-8") as handle:
+                    handle.seek(self._read_offset)
+                    rest = [line for line in handle if line.endswith("\n")]
+            self.path.parent.mkdir(parents=True, exist_ok=True)
+            staging = self.path.with_name(self.path.name + ".tmp")
+            with open(staging, "w", encoding="utf-8") as handle:
+                handle.writelines(json.dumps(item, separators=(",", ":")) + "\n" for item in self._memory)
+                handle.writelines(rest)
+            staging.replace(self.path)
+            self._on_disk += len(self._memory)
+            self._memory.clear()
+            self._read_offset = 0
 
     def _load(self) -> None:
         with open(self.path, encoding="utf-8") as handle:

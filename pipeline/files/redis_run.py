@@ -1,0 +1,129 @@
+"""The Redis side of a `process` job: checks before anything is written, one writer, outcomes per file.
+
+Before the engine starts, each file's run record (file identity, model, settings) is compared
+with what Redis holds under its source id: a re-run of the same record resumes (adding
+nothing when the earlier run ended), other data under the keys refuses the job (SinkError)
+unless `replace` deletes the source's streams first. Commands the run could not write stay
+in a spill file named after the run, so that only a re-run of the same files and settings
+replays them. At the end every file learns what Redis lacks of it, and its status says so.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import logging
+from collections import Counter
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from pipeline.core.config import PipelineConfig
+from pipeline.core.contract import RedisKeys
+from pipeline.core.uris import mask_uri
+from pipeline.files.feed import FileJob
+from pipeline.sinks.redis_resume import ResumePoint, prepare_source
+from pipeline.sinks.redis_sink import RedisSink, connect
+from pipeline.sinks.redis_writer import RedisWriter
+from pipeline.sinks.run_record import RunRecord
+from pipeline.sinks.source_output import SourceOutput
+
+log = logging.getLogger(__name__)
+
+
+@dataclass
+class RedisRun:
+    """One writer for the job, and per source id its run record and where it resumes."""
+
+    writer: RedisWriter
+    keys: RedisKeys
+    records: dict[str, RunRecord | None]
+    resume: dict[str, ResumePoint | None]
+
+    def sink(self, config: PipelineConfig, job: FileJob, model_id: str) -> RedisSink:
+        """The Redis sink of one file."""
+        return RedisSink(self.writer, job.source_id, model_id, self.keys, config.redis.maxlen, str(job.path),
+                         run=self.records[job.source_id], resume=self.resume[job.source_id])
+
+    def finish(self, outputs: dict[str, SourceOutput], timeout_s: float) -> dict[str, str]:
+        """Flush, record in each affected source's status what Redis lacks of it, close the writer;
+        returns the problem of each source whose entries are not all in Redis."""
+        self.writer.flush(timeout_s)
+        problems = self._problems()
+        for source_id, problem in problems.items():
+            sink = outputs[source_id].redis
+            if sink is not None:
+                sink.incomplete(problem)
+        self.writer.close(0.0 if self.writer.pending else timeout_s)
+        return self._problems()
+
+    def _problems(self) -> dict[str, str]:
+        writer = self.writer
+        waiting = writer.unwritten() if writer.pending else Counter()
+        problems: dict[str, str] = {}
+        accounted = 0
+        for source_id in self.records:
+            streams = (self.keys.frames(source_id), self.keys.events(source_id))
+            rejected = sum(writer.rejected[key] for key in streams)
+            unwritten = sum(waiting[key] for key in streams)
+            accounted += unwritten
+            said = []
+            if rejected:
+                first = next(writer.rejections[key] for key in streams if key in writer.rejections)
+                said.append(f"Redis rejected {rejected} of its entries ({first}); they are kept in "
+                            f"{writer.rejected_file.path}")
+            if unwritten:
+                said.append(f"Redis at {mask_uri(writer.url)} {writer.last_problem}: {unwritten} of its entries "
+                            f"were not written; they are kept in {writer.buffer.path} and written by a re-run "
+                            "of the same files")
+            if said:
+                problems[source_id] = "; ".join(said)
+        others = sum(waiting.values()) - accounted + writer.rejected[self.keys.sources]
+        if others:
+            for source_id in self.records:
+                problems.setdefault(source_id, f"Redis at {mask_uri(writer.url)} did not take {others} status "
+                                               f"updates or messages ({writer.last_problem or 'rejected'})")
+        return problems
+
+
+def open_redis_run(config: PipelineConfig, jobs: list[FileJob], model_id: str, settings: dict[str, Any],
+                   spill_dir: Path, replace: bool) -> RedisRun:
+    """Check Redis and every file's keys, then start the writer. Raises ConfigError for a malformed
+    URL, SinkError when Redis refuses the client or holds other data under a file's keys (unless
+    `replace`), RedisUnreachable when it does not answer."""
+    keys = RedisKeys(config.redis.prefix)
+    client = connect(config.redis.url, config.redis.timeout_s)
+    records: dict[str, RunRecord | None] = {}
+    resume: dict[str, ResumePoint | None] = {}
+    try:
+        for job in jobs:
+            try:
+                records[job.source_id] = record = RunRecord.for_file(job.path, model_id, settings)
+            except OSError:  # it will fail to open, with the reason, and write nothing but its status
+                records[job.source_id], resume[job.source_id] = None, None
+                continue
+            resume[job.source_id] = prepare_source(client, keys, job.source_id, record, replace)
+    finally:
+        client.close()
+    spill = _spill_path(spill_dir, records)
+    if replace:
+        spill.unlink(missing_ok=True)  # replayed after the streams were replaced, it would mix the two runs
+    _warn_about_other_spills(spill)
+    writer = RedisWriter(config.redis.url, timeout_s=config.redis.timeout_s,
+                         buffer_entries=config.redis.buffer_entries, spill_path=spill)
+    return RedisRun(writer, keys, records, resume)
+
+
+def _spill_path(folder: Path, records: dict[str, RunRecord | None]) -> Path:
+    """`redis-spill-<run>.jsonl`: named after the run records, so only the same run replays it."""
+    ids = sorted(f"{source_id}={record.id if record else '-'}" for source_id, record in records.items())
+    name = next(iter(records.values())).id if len(ids) == 1 and all(records.values()) else \
+        hashlib.sha256("\n".join(ids).encode()).hexdigest()[:16]
+    return folder / f"redis-spill-{name}.jsonl"
+
+
+def _warn_about_other_spills(spill: Path) -> None:
+    others = [path for path in spill.parent.glob("redis-spill*.jsonl")
+              if path != spill and not path.stem.endswith("-rejected")]
+    if others:
+        log.warning("%s holds commands earlier runs could not write to Redis (%s); only a re-run of the same "
+                    "files and settings replays them", spill.parent, ", ".join(path.name for path in others))
