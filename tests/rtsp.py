@@ -39,6 +39,12 @@ class RtspServer:
             raise RuntimeError(f"RTSP server did not start: {line} {self._process.stderr.read()}")
         return self
 
+    @property
+    def pid(self) -> int:
+        """The running server's process id (to pause it with SIGSTOP, as a network cut would)."""
+        assert self._process is not None, "the server is not started"
+        return self._process.pid
+
     def kill(self) -> None:
         """Kill the server abruptly, as a crash or a network cut would."""
         if self._process and self._process.poll() is None:

@@ -15,7 +15,9 @@ def add_serve(commands: argparse._SubParsersAction) -> None:
     parser = command(commands, "serve", _run_serve, "run many live sources (RTSP, HTTP, devices, files) into Redis")
     model_flags(parser)
     parser.add_argument("--redis", help="Redis URL (default: the config's redis.url, else $REDIS_URL)")
-    parser.add_argument("--metrics-port", type=int, help="serve Prometheus metrics on this port")
+    parser.add_argument("--metrics-port", type=int, help="serve Prometheus metrics on this port (metrics.port)")
+    parser.add_argument("--metrics-host", help="address the metrics endpoint binds to (metrics.host, default 127.0.0.1; "
+                        "0.0.0.0 for every interface)")
     parser.add_argument("--out", help="file outputs folder (output.dir)")
 
 
@@ -27,6 +29,7 @@ def _run_serve(args: argparse.Namespace) -> int:
     overrides = model_overrides(args) | {
         "redis.url": args.redis,
         "metrics.port": args.metrics_port,
+        "metrics.host": args.metrics_host,
         "output.dir": args.out,
     }
     report = serve(load_config(args.config, overrides))

@@ -115,6 +115,9 @@ class MetricsConfig:
 
     log_interval_s: float = 10.0
     port: int | None = None
+    """Serve Prometheus metrics on this TCP port (off when None)."""
+    host: str = "127.0.0.1"
+    """Address the metrics endpoint binds to: 127.0.0.1 keeps it local; 0.0.0.0 exposes it on every interface."""
 
 
 @dataclass
@@ -202,8 +205,8 @@ POSITIVE = {
     "live.max_width",
     "live.max_height",
     "sources.stride",
-    "metrics.port",
 }
+PORTS = {"metrics.port"}
 NON_NEGATIVE = {"batching.max_wait_ms", "source.decode_processes"}
 UNIT_INTERVAL = {"model.conf", "model.iou", "events.smoothing", "events.change_margin", "events.micro_min_score",
                  "tracking.track_high_thresh", "tracking.track_low_thresh", "tracking.new_track_thresh",
@@ -313,6 +316,8 @@ def _coerce(dotted: str, value: Any, type_name: str, origin: str) -> Any:
         raise ConfigError(f"{origin}: '{dotted}' must be one of {', '.join(CHOICES[dotted])}, got {shown(value)}")
     if dotted in POSITIVE and value < 1:
         raise ConfigError(f"{origin}: '{dotted}' must be at least 1, got {shown(value)}")
+    if dotted in PORTS and not 1 <= value <= 65535:
+        raise ConfigError(f"{origin}: '{dotted}' must be a port number from 1 to 65535, got {shown(value)}")
     if dotted in NON_NEGATIVE and value < 0:
         raise ConfigError(f"{origin}: '{dotted}' must be 0 or more, got {shown(value)}")
     if dotted in UNIT_INTERVAL and not 0.0 <= value <= 1.0:

@@ -11,6 +11,7 @@ from dataclasses import dataclass, field
 import numpy as np
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, start_http_server
 
+from pipeline.core.errors import ConfigError
 from pipeline.core.stage_times import Stage, StageTimes
 from pipeline.core.states import SourceState
 
@@ -49,10 +50,11 @@ class SourceMetrics:
 
 
 class PipelineMetrics:
-    """Thread-safe metrics of a serving run; `port` exposes them for Prometheus."""
+    """Thread-safe metrics of a serving run; `port` exposes them for Prometheus on `host` until `close`."""
 
     def __init__(self, source_ids: list[str], log_interval_s: float = 10.0, port: int | None = None,
-                 stages: StageTimes | None = None) -> None:
+                 stages: StageTimes | None = None, host: str = "127.0.0.1") -> None:
+        """Raises ConfigError when the endpoint cannot listen on `host`:`port` (in use, not an address here)."""
         self.sources = {source_id: SourceMetrics() for source_id in source_ids}
         self.stages = stages
         self.log_interval_s = log_interval_s
@@ -74,9 +76,21 @@ class PipelineMetrics:
                                     ["stage"], registry=self.registry)
         self._queue_depth = Gauge("emotion_queue_depth", "Batches waiting between engine stages", ["queue"],
                                   registry=self.registry)
+        self._server = None
         if port:
-            start_http_server(port, registry=self.registry)
-            log.info("metrics for Prometheus on http://0.0.0.0:%d/metrics", port)
+            try:
+                self._server, _thread = start_http_server(port, addr=host, registry=self.registry)
+            except (OSError, OverflowError) as exc:  # in use, no such address here, port out of range
+                reason = getattr(exc, "strerror", None) or str(exc)
+                raise ConfigError(f"cannot serve metrics on {host}:{port}: {reason}") from None
+            log.info("metrics for Prometheus on http://%s:%d/metrics", host, port)
+
+    def close(self) -> None:
+        """Stop the Prometheus endpoint, freeing its port."""
+        if self._server is not None:
+            self._server.shutdown()
+            self._server.server_close()
+            self._server = None
 
     def processed(self, source_id: str, frames: int) -> None:
         """Count processed frames."""

@@ -62,6 +62,17 @@ def backoff_delay(attempt: int, initial_s: float, max_s: float) -> float:
     return random.uniform(ceiling / 2, ceiling)
 
 
+@dataclass(frozen=True)
+class _ReadResult:
+    """How reading one opened container ended."""
+
+    reached_end: bool
+    """True at the end of the stream, False after an error."""
+    reason: str
+    frames: int
+    """Frames decoded from this container."""
+
+
 class _Stopped(Exception):
     """The inference process closed its end: stop decoding."""
 
@@ -101,13 +112,8 @@ class _Decoder:
 
     def run(self) -> None:
         attempts = 0
-        reason = ""
-        announce = True
+        self._status(SourceState.RECONNECTING if self.ever_live else SourceState.CONNECTING, "")
         while not self.stop.value:
-            if announce:
-                self._status(SourceState.RECONNECTING if (attempts or self.ever_live) else SourceState.CONNECTING,
-                             reason)
-            announce = True
             try:
                 container = open_container(self.spec.uri, self.cfg.transport, self.cfg.open_timeout_s, self.cfg.read_timeout_s)
             except Exception as exc:  # every FFmpeg/OS error is classified below
@@ -116,31 +122,34 @@ class _Decoder:
                 if permanent or (not self.ever_live and attempts >= self.cfg.connect_attempts):
                     self._status(SourceState.FAILED, f"{reason} (after {attempts} attempt{'s' * (attempts > 1)})")
                     return
-                self._wait(backoff_delay(attempts, self.cfg.backoff_initial_s, self.cfg.backoff_max_s))
+                self._retry_after(attempts, reason)
                 continue
             try:
-                reached_end, reason = self._read(container)
-                if reached_end:
-                    attempts = 0
+                result = self._read(container)
             finally:
                 container.close()
             if self.stop.value:
                 return
+            if result.frames:
+                attempts = 0  # a connection that delivered frames starts the backoff afresh
             if not is_live(self.spec.uri):
-                if reached_end and self.spec.loop:
+                if result.reached_end and self.spec.loop:
                     self.pts_offset = self.last_pts + 1e-3
-                    announce = False
                     continue
-                self._status(SourceState.ENDED, "" if reached_end else reason)
+                self._status(SourceState.ENDED, "" if result.reached_end else result.reason)
                 return
             attempts += 1
-            reason = reason or "stream ended"
-            self._wait(backoff_delay(attempts, self.cfg.backoff_initial_s, self.cfg.backoff_max_s))
+            self._retry_after(attempts, result.reason or "stream ended")
 
-    def _read(self, container: av.container.InputContainer) -> tuple[bool, str]:
-        """Decode until the end (True) or an error (False, reason)."""
+    def _retry_after(self, attempt: int, reason: str) -> None:
+        """Report the source reconnecting (at once, so no wait reads as a stall), then back off."""
+        self._status(SourceState.RECONNECTING, reason)
+        self._wait(backoff_delay(attempt, self.cfg.backoff_initial_s, self.cfg.backoff_max_s))
+
+    def _read(self, container: av.container.InputContainer) -> _ReadResult:
+        """Decode until the end or an error."""
         if not container.streams.video:
-            return False, "no video stream"
+            return _ReadResult(False, "no video stream", 0)
         stream = container.streams.video[0]
         stream.thread_type = "AUTO"
         rate = float(stream.average_rate or stream.guessed_rate or 0) or None
@@ -151,7 +160,7 @@ class _Decoder:
         try:
             for frame in container.decode(stream):
                 if self.stop.value:
-                    return False, "stopped"
+                    return _ReadResult(False, "stopped", decoded)
                 if decoded == 0:
                     self.ever_live = True
                     self._status(SourceState.LIVE, "", {"width": frame.width, "height": frame.height, "fps": rate,
@@ -169,8 +178,8 @@ class _Decoder:
                     self._wait(started_wall + (pts - first_pts) - time.time())
                 self._emit(frame, pts + self.pts_offset)
         except av.error.FFmpegError as exc:
-            return False, describe_open_error(exc, self.spec.uri)[1]
-        return True, ""
+            return _ReadResult(False, describe_open_error(exc, self.spec.uri)[1], decoded)
+        return _ReadResult(True, "", decoded)
 
     def _emit(self, frame: av.VideoFrame, pts: float) -> None:
         slot = self._take_slot()

@@ -72,10 +72,14 @@ def serve(
     if not config.sources:
         raise ConfigError("no sources configured: add a 'sources:' list (see configs/cameras.yaml)")
     _check_redis(config)
-    detectors = detectors or load_detectors(config.model, config.batching.batch)
     times = StageTimes()
     metrics = PipelineMetrics([spec.id for spec in config.sources], config.metrics.log_interval_s,
-                              config.metrics.port, times)
+                              config.metrics.port, times, config.metrics.host)  # a busy port fails before the model loads
+    try:
+        detectors = detectors or load_detectors(config.model, config.batching.batch)
+    except BaseException:
+        metrics.close()
+        raise
     writer = _writer(config, RedisKeys(config.redis.prefix), metrics)
     supervisor = DecoderSupervisor(config.sources, config.live, config.batching.batch, realtime_files,
                                    in_flight_batches=LANE_BATCHES * len(detectors))
@@ -139,6 +143,7 @@ def _close(supervisor: DecoderSupervisor, watchdog: Watchdog, outputs: dict[str,
     if writer is not None:
         report.redis_unwritten = writer.close(config.redis.timeout_s)
         report.redis_rejected = sum(writer.rejected.values())
+    metrics.close()
 
 
 def _output(config: PipelineConfig, spec: SourceSpec, live: bool, detector: EmotionDetector,
