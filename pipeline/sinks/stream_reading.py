@@ -106,7 +106,7 @@ class StreamSet:
     def _look_at(self, key: bytes, kind: str) -> None:
         self._looked_at.add(key)
         name = key.decode(errors="backslashreplace")
-        if not SOURCE_ID.match(RedisKeys.source_of(name)):
+        if not SOURCE_ID.match(name.removeprefix(self.pattern.removesuffix("*"))):
             self.report(Skipped(repr(name), "the name does not end in a source id ([A-Za-z0-9._-]{1,64})"))
         elif kind != "stream":
             self.report(Skipped(name, f"it holds a {kind}, not a stream"))
