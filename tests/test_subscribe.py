@@ -236,6 +236,22 @@ def test_a_source_not_written_yet_is_announced_then_awaited(redis_url: str) -> N
     assert err == "emotion-stream: nothing written yet to emotion:frames:later; waiting for it (Ctrl-C to stop)\n"
 
 
+@pytest.mark.parametrize("mode", [["--from-start"], ["--group", "G"]], ids=["replay", "group"])
+def test_every_source_waits_for_the_first_stream(redis_url: str, mode: list) -> None:
+    reader = subprocess.Popen([str(SCRIPT), "subscribe", "--events", "--all", "--until-ended", "--redis", redis_url,
+                               *mode], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    try:
+        announced = reader.stderr.readline()
+        client = redis.Redis.from_url(redis_url)
+        _fill(client, "emotion:events:e1", GOOD_EVENTS)
+        client.hset("emotion:sources", "e1", ENDED)
+        out, err = reader.communicate(timeout=30)
+    finally:
+        reader.kill()
+    assert announced == "emotion-stream: nothing written yet to emotion:events:*; waiting for it (Ctrl-C to stop)\n"
+    assert reader.returncode == 0 and len(out.splitlines()) == len(GOOD_EVENTS) and err == ""
+
+
 def test_malformed_pubsub_messages_are_reported_and_skipped(redis_url: str) -> None:
     client = redis.Redis.from_url(redis_url)
     good = {"v": "1", "type": "face_exit", "source": "e1", "ts": 5, "pts": 0.5, "id": 3, "emotion": "happy",

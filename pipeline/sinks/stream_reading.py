@@ -156,7 +156,7 @@ class Cursor(Protocol[T]):
         """Start reading `stream`; yields what is owed from before (a group's pending entries)."""
 
     def read(self, block_ms: int | None) -> Replies:
-        """The next entries of the joined streams (waiting up to `block_ms`; None: not at all)."""
+        """The next entries of the joined streams, at least one (waiting up to `block_ms`; None: not at all)."""
 
     def deliver(self, stream: str, entry_id: str, fields: dict) -> Iterator[T]:
         """Yield the entry decoded, or report it skipped."""
@@ -175,7 +175,10 @@ def read_loop(streams: StreamSet, cursor: Cursor[T], ended: SourcesEnded | None,
             for stream in streams.current():
                 if stream not in cursor.joined:
                     yield from cursor.join(stream)
-        replies = cursor.read(None if draining else block_ms)
+        if cursor.joined:
+            replies = cursor.read(None if draining else block_ms)
+        else:
+            time.sleep(block_ms / 1000)
         for stream, entries in replies:
             for entry_id, fields in entries:
                 yield from cursor.deliver(text_of(stream), text_of(entry_id), fields)
@@ -206,9 +209,6 @@ class XReadCursor(Generic[T]):
     def read(self, block_ms: int | None) -> Replies:
         """XREAD of every joined stream past what was read."""
         self._starting = False
-        if not self._last:
-            time.sleep((block_ms or 0) / 1000)
-            return []
         with redis_replies(f"reading {', '.join(self._last)}"):
             return self.client.xread(self._last, count=BATCH, block=block_ms)
 

@@ -14,6 +14,7 @@ from pipeline.core.contract import RedisKeys
 from pipeline.sinks.consumer_group import GroupCursor, GroupMember
 from pipeline.sinks.entries import FrameEntry, MalformedEntry, parse_event, parse_frame, parse_message
 from pipeline.sinks.stream_reading import (
+    Parser,
     Report,
     Skipped,
     SourcesEnded,
@@ -86,7 +87,7 @@ def written_yet(client: redis.Redis, keys: RedisKeys, kind: StreamKind, source_i
         return bool(client.exists(kind.key(keys, source_id)) or client.hexists(keys.sources, source_id))
 
 
-def _read(client: redis.Redis, keys: RedisKeys, kind: StreamKind, source_id: str | None, parse, report: Report,
+def _read(client: redis.Redis, keys: RedisKeys, kind: StreamKind, source_id: str | None, parse: Parser, report: Report,
           from_start: bool, stop_when_ended: bool, group: GroupMember | None) -> Iterator:
     streams = StreamSet(client, keys, kind, source_id, report)
     cursor = (GroupCursor(client, keys, group, parse, report) if group
