@@ -7,11 +7,15 @@ import json
 import os
 import socket
 import sys
+from typing import TYPE_CHECKING
 
 from pipeline.cli.common import command
 from pipeline.core.config import SOURCE_ID
 from pipeline.core.contract import RedisKeys
 from pipeline.core.errors import ConfigError, EmotionStreamError
+
+if TYPE_CHECKING:
+    from pipeline.sinks.stream_reading import Skipped
 
 
 def add_subscribe(commands: argparse._SubParsersAction) -> None:
@@ -75,7 +79,7 @@ def _print_events(client, keys: RedisKeys, source: str | None, group, args: argp
     return 0
 
 
-def _report(skipped) -> None:
+def _report(skipped: Skipped) -> None:
     _say(skipped.describe())
 
 

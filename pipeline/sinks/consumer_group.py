@@ -45,8 +45,9 @@ class GroupCursor(Generic[T]):
         self.report = report
         self.joined: list[str] = []
 
-    def join(self, stream: str) -> Iterator[T]:
-        """Create the group on `stream` (from its first entry) if needed, then deliver the backlog."""
+    def join(self, stream: str, at_start: bool) -> Iterator[T]:
+        """Create the group on `stream` (from its first entry, whenever the stream was found) if
+        needed, then deliver the backlog."""
         with redis_replies(f"creating group {self.member.group} on {stream}"):
             try:
                 self.client.xgroup_create(stream, self.member.group, id="0", mkstream=True)

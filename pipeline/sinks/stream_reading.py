@@ -152,11 +152,13 @@ class Cursor(Protocol[T]):
 
     joined: list[str]
 
-    def join(self, stream: str) -> Iterator[T]:
-        """Start reading `stream`; yields what is owed from before (a group's pending entries)."""
+    def join(self, stream: str, at_start: bool) -> Iterator[T]:
+        """Start reading `stream` (found when reading began, or later); yields what is owed from
+        before (a group's pending entries)."""
 
     def read(self, block_ms: int | None) -> Replies:
-        """The next entries of the joined streams, at least one (waiting up to `block_ms`; None: not at all)."""
+        """The next entries of the joined streams, of which there is one at least (waiting up to
+        `block_ms`; None: not at all)."""
 
     def deliver(self, stream: str, entry_id: str, fields: dict) -> Iterator[T]:
         """Yield the entry decoded, or report it skipped."""
@@ -169,12 +171,14 @@ def read_loop(streams: StreamSet, cursor: Cursor[T], ended: SourcesEnded | None,
     (so what was written just before the final status is read too).
     """
     draining = False
+    at_start = True
     replies: Replies = []
     while True:
         if not replies:
             for stream in streams.current():
                 if stream not in cursor.joined:
-                    yield from cursor.join(stream)
+                    yield from cursor.join(stream, at_start)
+            at_start = False
         if cursor.joined:
             replies = cursor.read(None if draining else block_ms)
         else:
@@ -197,18 +201,17 @@ class XReadCursor(Generic[T]):
         self.report = report
         self.joined: list[str] = []
         self._last: dict[str, str] = {}
-        self._starting = not from_start
+        self.from_start = from_start
 
-    def join(self, stream: str) -> Iterator[T]:
-        """Streams joined at the start begin at their newest entry unless reading from the start;
-        streams found later begin at their first."""
-        self._last[stream] = self._newest_id(stream) if self._starting else "0-0"
+    def join(self, stream: str, at_start: bool) -> Iterator[T]:
+        """Streams found when reading began start after their newest entry unless reading from the
+        start; streams found later start at their first."""
+        self._last[stream] = self._newest_id(stream) if at_start and not self.from_start else "0-0"
         self.joined.append(stream)
         yield from ()
 
     def read(self, block_ms: int | None) -> Replies:
         """XREAD of every joined stream past what was read."""
-        self._starting = False
         with redis_replies(f"reading {', '.join(self._last)}"):
             return self.client.xread(self._last, count=BATCH, block=block_ms)
 
