@@ -12,8 +12,8 @@ from pipeline.core.config import PipelineConfig
 from pipeline.core.contract import RedisKeys
 from pipeline.core.uris import mask_uri
 from pipeline.files.process import process_video
+from pipeline.sinks.entries import parse_frame
 from pipeline.sinks.redis_server import LocalRedisServer
-from pipeline.sinks.subscriber import parse_entry
 from training.demo_model import DEMO_IMGSZ, demo_model
 from training.script_agreement import Agreement, score_timeline
 from training.synthetic_video import default_script, render_scripted_video
@@ -59,7 +59,7 @@ def run_demo(out: str | Path, redis_url: str | None = None, epochs: int | None =
 
 def _timeline_from_redis(url: str, keys: RedisKeys) -> list[list[tuple[tuple[float, ...], str]]]:
     client = redis.Redis.from_url(url)
-    entries = [parse_entry(entry_id, fields) for entry_id, fields in client.xrange(keys.frames(DEMO_SOURCE))]
+    entries = [parse_frame(entry_id, fields) for entry_id, fields in client.xrange(keys.frames(DEMO_SOURCE))]
     client.close()
     by_frame = {entry.frame: [(tuple(f["box"]), f["emotion"]) for f in entry.faces] for entry in entries}
     return [by_frame.get(i, []) for i in range(max(by_frame, default=-1) + 1)]

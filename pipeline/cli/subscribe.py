@@ -6,10 +6,16 @@ import argparse
 import json
 import os
 import socket
+import sys
+from typing import TYPE_CHECKING
 
 from pipeline.cli.common import command
+from pipeline.core.config import SOURCE_ID
 from pipeline.core.contract import RedisKeys
-from pipeline.core.errors import EmotionStreamError
+from pipeline.core.errors import ConfigError, EmotionStreamError
+
+if TYPE_CHECKING:
+    from pipeline.sinks.stream_reading import Skipped
 
 
 def add_subscribe(commands: argparse._SubParsersAction) -> None:
@@ -22,7 +28,7 @@ def add_subscribe(commands: argparse._SubParsersAction) -> None:
     parser.add_argument("--group", help="consumer group: at-least-once delivery with acknowledgements")
     parser.add_argument("--consumer", default=socket.gethostname(), help="consumer name in --group (default: host)")
     parser.add_argument("--claim-idle", type=float, default=30.0,
-                        help="--group: take over events another consumer left unacknowledged this long (s)")
+                        help="--group: take over entries another consumer left unacknowledged this long (s)")
     parser.add_argument("--redis", help="Redis URL (default: $REDIS_URL)")
     parser.add_argument("--prefix", default="emotion", help="key prefix (default emotion)")
     parser.add_argument("--from-start", action="store_true", help="replay the stream from its first entry")
@@ -31,41 +37,56 @@ def add_subscribe(commands: argparse._SubParsersAction) -> None:
 
 
 def _run_subscribe(args: argparse.Namespace) -> int:
+    from pipeline.sinks.consumer_group import GroupMember
     from pipeline.sinks.redis_sink import connect
-    from pipeline.sinks.subscriber import follow_frames
+    from pipeline.sinks.stream_reading import StreamKind
+    from pipeline.sinks.subscriber import follow_frames, written_yet
 
     url = args.redis or os.environ.get("REDIS_URL")
     if not url:
         raise EmotionStreamError("no Redis given: pass --redis URL or set REDIS_URL")
-    source = args.source_flag or args.source
+    source = None if args.events and args.all else args.source_flag or args.source
     if not source and not (args.events and args.all):
         raise EmotionStreamError("name a source (SOURCE or --source S), or use --events --all")
+    if source and not SOURCE_ID.match(source):
+        raise ConfigError(f"invalid source id {source!r}: ids are 1-64 of A-Z a-z 0-9 . _ -")
+    if args.claim_idle < 0:
+        raise ConfigError(f"--claim-idle must not be negative, got {args.claim_idle}")
+    group = GroupMember(args.group, args.consumer, int(args.claim_idle * 1000)) if args.group else None
     client = connect(url)
     keys = RedisKeys(args.prefix)
+    kind = StreamKind.EVENTS if args.events else StreamKind.FRAMES
+    if not written_yet(client, keys, kind, source):
+        _say(f"nothing written yet to {kind.key(keys, source or '*')}; waiting for it (Ctrl-C to stop)")
     if args.events:
-        return _print_events(client, keys, None if args.all else source, args)
-    for entry in follow_frames(client, keys, source, args.from_start, args.until_ended):
+        return _print_events(client, keys, source, group, args)
+    for entry in follow_frames(client, keys, source, _report, args.from_start, args.until_ended, group):
         print(json.dumps(entry.to_json()) if args.json else entry.format(), flush=True)
     return 0
 
 
-def _print_events(client, keys: RedisKeys, source: str | None, args: argparse.Namespace) -> int:
-    from pipeline.sinks.subscriber import consume_events, follow_events_pubsub, replay_events
+def _print_events(client, keys: RedisKeys, source: str | None, group, args: argparse.Namespace) -> int:
+    from pipeline.sinks.subscriber import follow_events_pubsub, read_events
 
-    if args.group:
-        events = consume_events(client, keys, source, args.group, args.consumer, int(args.claim_idle * 1000),
-                                args.until_ended)
-    elif args.from_start:
-        events = replay_events(client, keys, source, args.until_ended)
+    if group or args.from_start:
+        events = read_events(client, keys, source, _report, args.until_ended, group)
     else:
-        events = (e for e in follow_events_pubsub(client, keys) if source is None or e.get("source") == source)
+        events = follow_events_pubsub(client, keys, source, _report)
     for event in events:
-        if args.type and event.get("type") not in args.type:
+        if args.type and event["type"] not in args.type:
             continue
         print(json.dumps(event) if args.json else _event_line(event), flush=True)
     return 0
 
 
+def _report(skipped: Skipped) -> None:
+    _say(skipped.describe())
+
+
+def _say(line: str) -> None:
+    print(f"emotion-stream: {line}", file=sys.stderr, flush=True)
+
+
 def _event_line(event: dict) -> str:
     details = " ".join(f"{key}={value}" for key, value in event.items() if key not in ("v", "type", "source", "ts", "pts"))
-    return f"{event.get('source', '?'):<12} {float(event.get('pts') or 0):9.3f}s  {event['type']:<16} {details}"
+    return f"{event['source']:<12} {float(event['pts']):9.3f}s  {event['type']:<16} {details}"

@@ -21,6 +21,15 @@ class RedisKeys:
         """Stream of events of one source."""
         return f"{self.prefix}:events:{source_id}"
 
+    def dead_letters(self, source_id: str) -> str:
+        """Stream where consumer groups move the malformed entries of one source's streams."""
+        return f"{self.prefix}:dead:{source_id}"
+
+    @staticmethod
+    def source_of(stream: str) -> str:
+        """The source id that ends a per-source key (ids never hold a colon)."""
+        return stream.rsplit(":", 1)[-1]
+
     @property
     def channel(self) -> str:
         """Pub/sub channel on which every event is also published."""
