@@ -218,7 +218,7 @@ def test_an_invalid_source_id_exits_2(redis_url: str) -> None:
     run = subprocess.run([str(SCRIPT), "subscribe", "no such/id", "--redis", redis_url],
                          capture_output=True, text=True, timeout=30)
     assert run.returncode == 2 and run.stderr.strip() == (
-        "emotion-stream: error: invalid source id 'no such/id': ids are 1-64 of A-Z a-z 0-9 . _ -")
+        "emotion-stream: error: invalid source id 'no such/id': use 1-64 of A-Z a-z 0-9 . _ - (not '.' or '..')")
 
 
 def test_a_source_not_written_yet_is_announced_then_awaited(redis_url: str) -> None:

@@ -10,9 +10,9 @@ import sys
 from typing import TYPE_CHECKING
 
 from pipeline.cli.common import command
-from pipeline.core.config import SOURCE_ID
 from pipeline.core.contract import RedisKeys
 from pipeline.core.errors import ConfigError, EmotionStreamError
+from pipeline.core.source_ids import check_source_id
 
 if TYPE_CHECKING:
     from pipeline.sinks.stream_reading import Skipped
@@ -48,8 +48,8 @@ def _run_subscribe(args: argparse.Namespace) -> int:
     source = None if args.events and args.all else args.source_flag or args.source
     if not source and not (args.events and args.all):
         raise EmotionStreamError("name a source (SOURCE or --source S), or use --events --all")
-    if source and not SOURCE_ID.match(source):
-        raise ConfigError(f"invalid source id {source!r}: ids are 1-64 of A-Z a-z 0-9 . _ -")
+    if source:
+        check_source_id(source)
     if args.claim_idle < 0:
         raise ConfigError(f"--claim-idle must not be negative, got {args.claim_idle}")
     group = GroupMember(args.group, args.consumer, int(args.claim_idle * 1000)) if args.group else None

@@ -13,8 +13,8 @@ import math
 from dataclasses import dataclass
 from enum import Enum
 
-from pipeline.core.config import SOURCE_ID
 from pipeline.core.contract import SCHEMA_VERSION
+from pipeline.core.source_ids import is_valid_source_id
 from pipeline.core.states import SourceState
 
 QUOTED_MAX = 40
@@ -120,7 +120,7 @@ def parse_message(data: bytes | str) -> dict:
     if message.get("v") != SCHEMA_VERSION:
         raise MalformedEntry(f"v is {_quoted(message.get('v'))}, this reader reads version {SCHEMA_VERSION}")
     source = _checked("source", FieldKind.TEXT, _required(message, "source"))
-    if not SOURCE_ID.match(source):
+    if not is_valid_source_id(source):
         raise MalformedEntry(f"source {_quoted(source)} is not a source id")
     if not _checked("type", FieldKind.TEXT, _required(message, "type")):
         raise MalformedEntry("type is empty")

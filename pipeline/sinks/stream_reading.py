@@ -16,9 +16,9 @@ from typing import Generic, Protocol, TypeVar
 
 import redis
 
-from pipeline.core.config import SOURCE_ID
 from pipeline.core.contract import RedisKeys
 from pipeline.core.errors import SinkError
+from pipeline.core.source_ids import is_valid_source_id
 from pipeline.sinks.entries import MalformedEntry, parse_status, text_of
 
 T = TypeVar("T")
@@ -106,7 +106,7 @@ class StreamSet:
     def _look_at(self, key: bytes, kind: str) -> None:
         self._looked_at.add(key)
         name = key.decode(errors="backslashreplace")
-        if not SOURCE_ID.match(name.removeprefix(self.pattern.removesuffix("*"))):
+        if not is_valid_source_id(name.removeprefix(self.pattern.removesuffix("*"))):
             self.report(Skipped(repr(name), "the name does not end in a source id ([A-Za-z0-9._-]{1,64})"))
         elif kind != "stream":
             self.report(Skipped(name, f"it holds a {kind}, not a stream"))
