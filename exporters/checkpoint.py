@@ -127,18 +127,18 @@ def verified_copy(path: Path) -> Iterator[Path]:
 def check_checkpoint(data: bytes, origin: str) -> None:
     """Check a checkpoint's bytes (`origin` names it in errors) without unpickling anything."""
     if not data.startswith(ZIP_MAGIC):
-        raise ModelError(f"{origin} is not a PyTorch zip checkpoint (legacy or foreign format): refused")
+        raise ModelError(f"cannot load weights {origin}: not a PyTorch zip checkpoint (legacy or foreign format)")
     try:
         archive = torch._C.PyTorchFileReader(io.BytesIO(data))
         records = archive.get_all_records()
         pickle = archive.get_record("data.pkl") if "data.pkl" in records else None
     except RuntimeError as exc:
-        raise ModelError(f"{origin} is not a readable PyTorch checkpoint ({_first_line(exc)})") from None
+        raise ModelError(f"cannot load weights {origin}: not a readable PyTorch checkpoint ({_first_line(exc)})") from None
     foreign = sorted(name for name in records if name not in ARCHIVE_RECORDS and not TENSOR_RECORD.match(name))
     if foreign or pickle is None:
-        what = f"holds {foreign[0]!r}" if foreign else "has no data.pkl"
-        raise ModelError(f"{origin} {what}, which a torch.save checkpoint does not (TorchScript or another format): "
-                         "refused")
+        what = f"hold {foreign[0]!r}" if foreign else "have no data.pkl"
+        raise ModelError(f"weights {origin} refused: they {what}, unlike a torch.save checkpoint "
+                         "(TorchScript or another format)")
     check_pickle(bytes(pickle), origin)
 
 
@@ -150,7 +150,7 @@ def check_pickle(pickle: bytes, origin: str) -> None:
         for opcode, argument, _position in pickletools.genops(pickle):
             name = opcode.name
             if name not in OPCODES:
-                raise ModelError(f"{origin} uses pickle opcode {name}, which torch.save checkpoints do not: refused")
+                raise ModelError(f"weights {origin} refused: they use pickle opcode {name}, which torch.save does not")
             if name == "GLOBAL":
                 stack.append(_resolve(str(argument), origin))
             elif name in ("BINPUT", "LONG_BINPUT"):
@@ -165,7 +165,8 @@ def check_pickle(pickle: bytes, origin: str) -> None:
                 _pop_operands(stack, opcode, origin)
                 stack.extend(_MARK if item.name == "mark" else None for item in opcode.stack_after)
     except (ValueError, IndexError, KeyError) as exc:  # malformed: truncated, unbalanced stack, unknown memo
-        raise ModelError(f"{origin} has a malformed pickle ({_first_line(exc) or type(exc).__name__}): refused") from None
+        raise ModelError(f"cannot load weights {origin}: malformed pickle "
+                         f"({_first_line(exc) or type(exc).__name__})") from None
 
 
 def _resolve(argument: str, origin: str) -> PickleGlobal:
@@ -178,7 +179,7 @@ def _resolve(argument: str, origin: str) -> PickleGlobal:
         return PickleGlobal(dotted, GlobalKind.VALUE)
     if _is_layer_class(module, name):
         return PickleGlobal(dotted, GlobalKind.LAYER_CLASS)
-    raise ModelError(f"{origin} references {dotted}, which ultralytics checkpoints do not: refused "
+    raise ModelError(f"weights {origin} refused: they reference {dotted}, which ultralytics checkpoints do not "
                      "(weights may only hold model layers and tensors)")
 
 
@@ -197,8 +198,8 @@ def _is_layer_class(module: str, name: str) -> bool:
 def _require(item: object, kind: GlobalKind, origin: str) -> None:
     if not isinstance(item, PickleGlobal) or item.kind is not kind:
         what = item.name if isinstance(item, PickleGlobal) else "a computed object"
-        verb = "calls" if kind is GlobalKind.DATA_BUILDER else "instantiates"
-        raise ModelError(f"{origin} {verb} {what}, which only a {kind.value} may be: refused")
+        verb = "call" if kind is GlobalKind.DATA_BUILDER else "instantiate"
+        raise ModelError(f"weights {origin} refused: they {verb} {what}, which only a {kind.value} may be")
 
 
 def _pop_operands(stack: list[object], opcode: pickletools.OpcodeInfo, origin: str) -> None:
@@ -219,7 +220,8 @@ def _pop_operands(stack: list[object], opcode: pickletools.OpcodeInfo, origin: s
 def _check_value(value: object, origin: str) -> None:
     """A layer class or data builder may not be passed around as a value (an argument, a hook, a dict entry)."""
     if isinstance(value, PickleGlobal) and value.kind is not GlobalKind.VALUE:
-        raise ModelError(f"{origin} uses {value.name} as a value, which a {value.kind.value} may not be: refused")
+        raise ModelError(f"weights {origin} refused: they use {value.name} as a value, which a {value.kind.value} "
+                         "may not be")
 
 
 def _first_line(exc: BaseException) -> str:

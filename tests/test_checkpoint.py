@@ -81,7 +81,7 @@ def test_process_refuses_a_malicious_checkpoint_without_running_it(
     for backend in ("openvino", "pytorch"):
         code = main(["process", str(video), "--weights", str(malicious), "--cpu-backend", backend,
                      "--out", str(tmp_path / "out")])
-        assert "references posix.system" in _refused(code, capsys, marker)
+        assert "refused: they reference posix.system" in _refused(code, capsys, marker)
 
 
 def test_serve_bench_and_export_refuse_it(
@@ -111,7 +111,7 @@ def test_evaluate_and_train_refuse_it(
 def test_calling_a_layer_class_is_refused(tmp_path: Path) -> None:
     path = tmp_path / "constructor.pt"
     torch.save({"model": CallsDetectionModel()}, path)
-    with pytest.raises(ModelError, match="calls ultralytics.nn.tasks.DetectionModel, which only a data builder may be"):
+    with pytest.raises(ModelError, match="call ultralytics.nn.tasks.DetectionModel, which only a data builder may be"):
         verified_checkpoint(path)
 
 
