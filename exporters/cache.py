@@ -13,6 +13,7 @@ import shutil
 import tempfile
 from pathlib import Path
 
+from exporters.checkpoint import verified_copy
 from pipeline.core.errors import ModelError
 
 log = logging.getLogger(__name__)
@@ -40,17 +41,23 @@ def cached_cpu_export(weights: Path, fmt: str) -> Path:
     """The `fmt` export (openvino or onnx, dynamic shapes, FP32) of `.pt` weights, built once."""
     if fmt not in FAST_CPU_FORMATS:
         raise ModelError(f"unknown CPU backend {fmt!r}: use one of {', '.join(FAST_CPU_FORMATS)} or pytorch")
-    folder = cache_root() / "exports" / f"{file_digest(weights)[:16]}-{fmt}-dynamic"
-    artifact = folder / f"{weights.stem}{FAST_CPU_FORMATS[fmt]}"
-    if artifact.exists():
-        return artifact
-    log.info("exporting %s to %s for the CPU fast path (once; cached in %s)", weights, fmt, folder)
+    with verified_copy(weights) as checked:
+        folder = cache_root() / "exports" / f"{file_digest(checked)[:16]}-{fmt}-dynamic"
+        artifact = folder / f"{weights.stem}{FAST_CPU_FORMATS[fmt]}"
+        if not artifact.exists():
+            _export_into(checked, weights.name, fmt, folder)
+    return artifact
+
+
+def _export_into(weights: Path, name: str, fmt: str, folder: Path) -> None:
+    """Export `weights` (a checked copy) as `name` in a private staging folder, then move it to `folder`."""
+    log.info("exporting %s to %s for the CPU fast path (once; cached in %s)", name, fmt, folder)
     folder.parent.mkdir(parents=True, exist_ok=True)
     staging = Path(tempfile.mkdtemp(prefix=".staging-", dir=folder.parent))
     try:
-        shutil.copy2(weights, staging / weights.name)
-        _export(staging / weights.name, fmt)
-        (staging / weights.name).unlink()
+        shutil.copy2(weights, staging / name)
+        _export(staging / name, fmt)
+        (staging / name).unlink()
         try:
             staging.rename(folder)
         except OSError:  # another process finished the same export first
@@ -58,7 +65,6 @@ def cached_cpu_export(weights: Path, fmt: str) -> Path:
     except BaseException:
         shutil.rmtree(staging, ignore_errors=True)
         raise
-    return artifact
 
 
 def _export(weights: Path, fmt: str) -> Path:

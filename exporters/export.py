@@ -14,7 +14,8 @@ from pathlib import Path
 
 from exporters.cache import file_digest
 from exporters.engine import require_tensorrt
-from exporters.loading import load_backend, torch_device
+from exporters.input_size import check_imgsz_range, check_imgsz_stride, model_stride
+from exporters.loading import load_backend, loadable_weights, torch_device
 from exporters.metadata import ExportMetadata, write_sidecar
 from exporters.triton import build_repository
 from pipeline.core.errors import ConfigError, ModelError
@@ -45,27 +46,25 @@ class ExportRequest:
 
 
 def export(request: ExportRequest, command: str = "") -> Path:
-    """Run the export and write the sidecar; returns the artifact (file, folder or Triton repository)."""
+    """Run the export and write the sidecar; returns the artifact (file, folder or Triton repository).
+
+    The exporter works on a checked private copy of the weights; what it writes moves into `out`."""
     _validate(request)
     out = (request.out or request.weights.parent).resolve()
     out.mkdir(parents=True, exist_ok=True)
-    weights = request.weights.resolve()
-    if weights.parent != out:
-        shutil.copy2(weights, out / weights.name)
-        weights = out / weights.name
-    names = _class_names(weights)
-    if request.format == "triton":
-        artifact = _triton(request, weights, out, names)
-    else:
-        artifact = _ultralytics_export(request, weights, request.format)
+    with loadable_weights(request.weights) as weights:
+        names = _class_names(weights, request.imgsz)
+        if request.format == "triton":
+            artifact = _triton(request, weights, out, names)
+        else:
+            artifact = _ultralytics_export(request, weights, request.format, out)
+        source_sha256 = file_digest(weights)
     write_sidecar(artifact, ExportMetadata(
         format=request.format, class_names=names, imgsz=request.imgsz,
         max_batch=request.batch, dynamic=request.dynamic or request.format in ("engine", "triton"),
         precision=_precision(request), source_weights=str(request.weights),
-        source_sha256=file_digest(request.weights), command=command,
+        source_sha256=source_sha256, command=command,
     ))
-    if weights != request.weights.resolve():
-        weights.unlink()
     return artifact
 
 
@@ -74,6 +73,7 @@ def _validate(request: ExportRequest) -> None:
         raise ConfigError(f"unknown format {request.format!r}: use one of {', '.join(FORMATS)}")
     if not request.weights.is_file() or request.weights.suffix != ".pt":
         raise ModelError(f"export needs trained .pt weights; not found or not .pt: {request.weights}")
+    check_imgsz_range(request.imgsz, "--imgsz")
     if request.int8 and request.calib is None:
         raise ConfigError("--int8 needs --calib DATA: a data.yaml whose training images calibrate the quantisation")
     if request.int8 and request.half:
@@ -89,7 +89,8 @@ def _validate(request: ExportRequest) -> None:
         require_tensorrt()
 
 
-def _ultralytics_export(request: ExportRequest, weights: Path, fmt: str) -> Path:
+def _ultralytics_export(request: ExportRequest, weights: Path, fmt: str, out: Path) -> Path:
+    """Export `weights` (a private copy) with ultralytics, then move the artifact into `out`."""
     from ultralytics import YOLO
 
     args = {"format": fmt, "imgsz": request.imgsz, "batch": request.batch, "dynamic": request.dynamic, "verbose": False}
@@ -102,10 +103,22 @@ def _ultralytics_export(request: ExportRequest, weights: Path, fmt: str) -> Path
     if request.int8:
         args |= {"quantize": 8, "data": str(_training_images_for_calibration(request.calib, weights.parent))}
     try:
-        return Path(YOLO(str(weights), task="detect").export(**args))
+        artifact = Path(YOLO(str(weights), task="detect").export(**args))
     except Exception as exc:  # the exporter raises many types
         reason = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
         raise ModelError(f"{fmt} export of {weights.name} failed: {reason}") from None
+    return _move_into(artifact, out)
+
+
+def _move_into(artifact: Path, out: Path) -> Path:
+    """`artifact` moved into `out`, replacing an earlier export of the same name."""
+    target = out / artifact.name
+    if target.is_dir():
+        shutil.rmtree(target)
+    elif target.exists():
+        target.unlink()
+    shutil.move(str(artifact), target)
+    return target
 
 
 def _training_images_for_calibration(data_yaml: Path, folder: Path) -> Path:
@@ -131,7 +144,7 @@ def _triton(request: ExportRequest, weights: Path, out: Path, names: list[str]) 
             backend = "tensorrt"
         except ModelError:
             backend = "onnx"
-    model_file = _ultralytics_export(request, weights, "engine" if backend == "tensorrt" else "onnx")
+    model_file = _ultralytics_export(request, weights, "engine" if backend == "tensorrt" else "onnx", out)
     repo = out / "triton"
     config, input_name, output_name = build_repository(model_file, repo, request.name, request.batch, len(names),
                                                         request.imgsz)
@@ -139,9 +152,10 @@ def _triton(request: ExportRequest, weights: Path, out: Path, names: list[str]) 
     return repo / request.name
 
 
-def _class_names(weights: Path) -> list[str]:
-    """The model's class names, after checking it is a detection model that loads."""
+def _class_names(weights: Path, imgsz: int) -> list[str]:
+    """The model's class names, after checking it is a detection model that loads and takes `imgsz`."""
     backend = load_backend(weights, torch_device("cpu"))
+    check_imgsz_stride(imgsz, model_stride(backend), "--imgsz")
     return [backend.names[i] for i in sorted(backend.names)]
 
 

@@ -20,6 +20,7 @@ from pathlib import Path
 import cv2
 import numpy as np
 
+from exporters.loading import loadable_weights
 from pipeline.core.yaml_loading import load_yaml_file
 from pipeline.engine.detector import DetectorSettings, EmotionDetector
 from training.fer2013 import DatasetError
@@ -58,13 +59,14 @@ def run_evaluation(
     if split not in data:
         split = "val"
     names = [data["names"][i] for i in sorted(data["names"])]
-    metrics = YOLO(str(weights)).val(
-        data=str(data_yaml), split=split, imgsz=imgsz, batch=batch, device=device, plots=True,
-        project=str(out.resolve()), name="val", exist_ok=True, verbose=False,
-    )
+    detector = EmotionDetector(weights, device, DetectorSettings(imgsz=imgsz, conf=TOP_FACE_CONF))  # checks all first
+    with loadable_weights(Path(weights)) as readable:
+        metrics = YOLO(str(readable)).val(
+            data=str(data_yaml), split=split, imgsz=imgsz, batch=batch, device=device, plots=True,
+            project=str(out.resolve()), name="val", exist_ok=True, verbose=False,
+        )
     images, labels = _split_files(data_yaml, data, split)
     report = EvaluationReport(split, detection=_detection_table(metrics, names, len(images)))
-    detector = EmotionDetector(weights, device, DetectorSettings(imgsz=imgsz, conf=TOP_FACE_CONF))
     truth, predicted = _top_face_predictions(detector, images, labels, names)
     report.classifier = classifier_metrics(truth, predicted, names)
     report.figures = _figures(out, Path(metrics.save_dir), labels, names, report.classifier)

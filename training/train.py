@@ -4,9 +4,12 @@ from __future__ import annotations
 
 import logging
 import warnings
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
+from exporters.loading import loadable_weights
 from pipeline.core.errors import ConfigError
 from training.augment import augmentation_grid, paper_augmentations
 from training.dataset_builder import BuildSettings, build_detection_dataset
@@ -60,18 +63,30 @@ def run_training(config: TrainConfig, data: str | Path, resume: bool = False) ->
     if resume:
         if not last.exists():
             raise ConfigError(f"nothing to resume: {last} does not exist")
-        trainer_model = YOLO(str(last))
-        trainer_model.train(resume=True)
+        with loadable_weights(last) as checked:  # ultralytics resumes from the checked copy, into run_dir
+            trainer_model = YOLO(str(checked))
+            trainer_model.train(resume=True)
     else:
         if not str(architecture).endswith((".yaml", ".yml", ".pt")):
             raise ConfigError(f"train.model must be an architecture .yaml (or .pt weights), got {architecture!r}")
         if config.augment.paper:
             args |= {"augmentations": paper_augmentations(config.augment.probabilities), "fliplr": 0.0, "flipud": 0.0}
             _save_augmentation_figure(data_yaml, run_dir)
-        trainer_model = YOLO(str(architecture), task="detect")
-        trainer_model.train(data=str(data_yaml), **args)
+        with _architecture(str(architecture)) as start:
+            trainer_model = YOLO(start, task="detect")
+            trainer_model.train(data=str(data_yaml), **args)
     trainer = trainer_model.trainer
     return TrainResult(Path(trainer.best), Path(trainer.last), Path(trainer.save_dir), data_yaml)
+
+
+@contextmanager
+def _architecture(architecture: str) -> Iterator[str]:
+    """What ultralytics starts training from: an architecture .yaml as named, .pt weights as a checked copy."""
+    if not architecture.endswith(".pt"):
+        yield architecture
+        return
+    with loadable_weights(Path(architecture)) as checked:
+        yield str(checked)
 
 
 def _save_augmentation_figure(data_yaml: Path, run_dir: Path) -> None:

@@ -11,6 +11,7 @@ from pathlib import Path
 
 import torch
 
+from exporters.loading import loadable_weights
 from pipeline.core.config import PipelineConfig, SourceSpec
 from pipeline.core.errors import ModelError
 from pipeline.engine.detector import EmotionDetector
@@ -48,9 +49,9 @@ def run_bench(
         f"bench: {video} ({info.width}x{info.height}, {frames or '?'} frames), {config.model.weights} "
         f"at imgsz {config.model.imgsz} on {config.model.device}, batch {config.batching.batch}"
     )
+    detectors = load_detectors(config.model, config.batching.batch)  # checks the weights and imgsz first
     reference = _time_yolo_predict(config, video, max_frames)
     print(f"  YOLO.predict(stream=True)  {reference.backend:<9} {reference.fps:8.2f} frames/s")
-    detectors = load_detectors(config.model, config.batching.batch)
     ceiling = forward_ceiling(detectors, video, config.batching.batch)
     ours = _time_pipeline(config, video, max_frames, detectors)
     print(f"  emotion-stream pipeline    {ours.backend}")
@@ -89,7 +90,6 @@ def _synchronize(detector: EmotionDetector) -> None:
 def _time_yolo_predict(config: PipelineConfig, video: str | Path, max_frames: int | None) -> Throughput:
     from ultralytics import YOLO
 
-    model = YOLO(str(config.model.weights), task="detect")
     settings = dict(
         imgsz=config.model.imgsz,
         device=config.model.devices[0],
@@ -100,15 +100,18 @@ def _time_yolo_predict(config: PipelineConfig, video: str | Path, max_frames: in
         verbose=False,
     )
     first = next(iter(VideoFileSource(video, max_frames=1))).image
-    model.predict(first, **settings)  # load and warm up outside the timing
-    count = 0
-    started = time.perf_counter()
-    for _result in model.predict(str(video), stream=True, **settings):
-        count += 1
-        if max_frames and count >= max_frames:
-            break
+    with loadable_weights(Path(config.model.weights)) as readable:
+        model = YOLO(str(readable), task="detect")
+        model.predict(first, **settings)  # load and warm up outside the timing
+        count = 0
+        started = time.perf_counter()
+        for _result in model.predict(str(video), stream=True, **settings):
+            count += 1
+            if max_frames and count >= max_frames:
+                break
+        seconds = time.perf_counter() - started
     backend = "pytorch" if str(config.model.weights).endswith(".pt") else Path(config.model.weights).suffix
-    return Throughput(backend, count, time.perf_counter() - started)
+    return Throughput(backend, count, seconds)
 
 
 def _time_pipeline(config: PipelineConfig, video: str | Path, max_frames: int | None,

@@ -18,6 +18,8 @@ from pipeline.core.source_ids import check_source_id
 from pipeline.core.yaml_loading import load_yaml_file
 
 DEFAULT_CONFIG = Path(__file__).resolve().parents[2] / "configs" / "pipeline.yaml"
+MAX_IMGSZ = 4096
+"""The largest model.imgsz (and export --imgsz): a 4096 x 4096 batch of 8 already needs about 1.6 GB of input."""
 
 
 @dataclass
@@ -320,6 +322,8 @@ def _coerce(dotted: str, value: Any, type_name: str, origin: str) -> Any:
         raise ConfigError(f"{origin}: '{dotted}' must be a port number from 1 to 65535, got {shown(value)}")
     if dotted in NON_NEGATIVE and value < 0:
         raise ConfigError(f"{origin}: '{dotted}' must be 0 or more, got {shown(value)}")
+    if dotted == "model.imgsz" and value > MAX_IMGSZ:
+        raise ConfigError(f"{origin}: 'model.imgsz' must be at most {MAX_IMGSZ}, got {shown(value)}")
     if dotted in UNIT_INTERVAL and not 0.0 <= value <= 1.0:
         raise ConfigError(f"{origin}: '{dotted}' must be between 0 and 1, got {shown(value)}")
     return value

@@ -20,6 +20,7 @@ from ultralytics.nn.autobackend import AutoBackend
 from ultralytics.utils.nms import non_max_suppression
 
 from exporters.cache import file_digest
+from exporters.input_size import check_imgsz_range, check_imgsz_stride, check_model_input, model_stride
 from exporters.loading import load_backend, torch_device
 from exporters.metadata import read_sidecar
 from pipeline.engine.batch import Detections, FrameInfo
@@ -34,6 +35,8 @@ from pipeline.engine.preprocess import (
 )
 
 log = logging.getLogger(__name__)
+
+IMGSZ_NAME = "--imgsz/model.imgsz"
 
 
 class LetterboxPlace(str, Enum):
@@ -90,7 +93,10 @@ class EmotionDetector:
         self.max_batch = self.export_metadata.max_batch if self.export_metadata else None
         self.names: list[str] = [self.backend.names[i] for i in sorted(self.backend.names)]
         self.model_id = model_id or model_id_for(self.weights)
-        self.stride = int(max(self.backend.stride, 32) if isinstance(self.backend.stride, int) else 32)
+        self.stride = model_stride(self.backend)
+        check_imgsz_range(self.settings.imgsz, IMGSZ_NAME)
+        check_imgsz_stride(self.settings.imgsz, self.stride, IMGSZ_NAME)
+        check_model_input(self.backend, self.weights, self.settings.imgsz, len(self.names), IMGSZ_NAME)
         self.forward = ForwardPass(self.backend, self.device, self.settings.compile, self.settings.batch,
                                    self.settings.imgsz)
         dynamic = self.backend.format == "pt" or bool(getattr(self.backend, "dynamic", False))

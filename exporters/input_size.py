@@ -1,0 +1,77 @@
+"""The input size a model runs at: checked once, when the model is loaded, so that a size the
+model cannot take fails with one line instead of a traceback (or the OOM killer) mid-run.
+
+imgsz must be at most MAX_IMGSZ, a multiple of the model's stride, the very size an export
+with a fixed input was made for, and the model must answer a probe at that size with
+detections: [batch, 4 + classes, boxes].
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import torch
+from ultralytics.nn.autobackend import AutoBackend
+
+from pipeline.core.config import MAX_IMGSZ
+from pipeline.core.errors import ConfigError, ModelError
+
+MIN_STRIDE = 32
+"""The largest stride of every ultralytics detector (P6 models: 64)."""
+
+
+def check_imgsz_range(imgsz: int, name: str) -> None:
+    """ConfigError unless 1 <= imgsz <= MAX_IMGSZ; `name` is the flag or key it came from."""
+    if not 1 <= imgsz <= MAX_IMGSZ:
+        raise ConfigError(f"{name} must be between 1 and {MAX_IMGSZ}, got {imgsz}")
+
+
+def model_stride(backend: AutoBackend) -> int:
+    """The model's largest stride (32 where the format does not say)."""
+    stride = backend.stride
+    return int(max(stride, MIN_STRIDE)) if isinstance(stride, int) else MIN_STRIDE
+
+
+def check_imgsz_stride(imgsz: int, stride: int, name: str) -> None:
+    """ConfigError unless imgsz is a positive multiple of `stride`."""
+    if imgsz < stride or imgsz % stride:
+        lower, upper = max(stride, imgsz // stride * stride), (imgsz // stride + 1) * stride
+        raise ConfigError(f"{name} {imgsz} is not a multiple of the model's stride {stride}: use {lower} or {upper}")
+
+
+def fixed_input_shape(backend: AutoBackend) -> list[int | None] | None:
+    """[batch, channels, height, width] of an ONNX or OpenVINO model, None for dimensions it leaves
+    dynamic; None for other formats."""
+    if backend.format == "onnx" and getattr(backend, "session", None) is not None:
+        return [dim if isinstance(dim, int) else None for dim in backend.session.get_inputs()[0].shape]
+    if backend.format == "openvino":
+        shape = backend.ov_compiled_model.input().get_partial_shape()
+        return [dim.get_length() if dim.is_static else None for dim in shape]
+    return None
+
+
+def check_model_input(backend: AutoBackend, weights: Path, imgsz: int, classes: int, name: str) -> None:
+    """ConfigError when `imgsz` is not what a fixed-size export takes; ModelError when the model does
+    not run at it or does not answer with detections."""
+    shape = fixed_input_shape(backend) or [None, 3, None, None]
+    if len(shape) != 4:
+        raise ModelError(f"{weights} takes {len(shape)}-dimensional input; a detector takes [batch, 3, height, width]")
+    batch, channels, height, width = shape
+    if (height, width) != (None, None) and (height, width) != (imgsz, imgsz):
+        fixed = f"{height}x{width}" if height and width else f"a fixed {'height' if height else 'width'}"
+        raise ConfigError(f"{name} {imgsz} does not fit {weights}: it was exported for {fixed} input; "
+                          f"use {height or width} or export it again")
+    dtype = torch.float16 if backend.fp16 else torch.float32
+    probe = torch.zeros((batch or 1, channels or 3, imgsz, imgsz), dtype=dtype, device=backend.device)
+    try:
+        with torch.inference_mode():
+            output = backend(probe)
+    except Exception as exc:  # runtimes raise many types for inputs a model cannot take
+        reason = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+        raise ModelError(f"{weights} does not run at {name} {imgsz}: {reason[:200]}") from None
+    output = output[0] if isinstance(output, (list, tuple)) else output
+    expected = 4 + classes
+    if not isinstance(output, torch.Tensor) or output.ndim != 3 or output.shape[1] != expected:
+        got = tuple(output.shape) if isinstance(output, torch.Tensor) else type(output).__name__
+        raise ModelError(f"{weights} is not an ultralytics detector with {classes} classes: it answers {got}, "
+                         f"a detector [batch, {expected}, boxes]")
