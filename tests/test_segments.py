@@ -188,7 +188,7 @@ def test_stopping_early_ends_the_workers_and_frees_their_memory(
             shared_memory.SharedMemory(name=name)
 
 
-def test_a_decode_error_stops_after_the_frames_before_it(tmp_path: Path) -> None:
+def test_a_damaged_packet_is_skipped_and_the_frames_after_it_decoded_as_the_file_source_does(tmp_path: Path) -> None:
     path = _write(tmp_path / "damaged.mp4", CLOSED_GOP)
     with av.open(str(path)) as container:
         packets = [p for p in container.demux(container.streams.video[0]) if p.size]
@@ -199,10 +199,13 @@ def test_a_decode_error_stops_after_the_frames_before_it(tmp_path: Path) -> None
     path.write_bytes(data)
     source = SegmentedVideoSource(path, workers=3, min_frames_per_segment=48)
     frames = list(source)
-    assert 200 <= len(frames) <= 250  # the segments before the damaged one were delivered
-    assert [f.index for f in frames] == list(range(len(frames)))
-    assert source.stopped_early is not None
-    assert f"frame {len(frames)}" in source.stopped_early and "Invalid data" in source.stopped_early
+    reference = VideoFileSource(path)
+    _assert_same_frames(frames, list(reference))
+    assert len(frames) == FRAMES - 1  # only the damaged packet's frame is lost
+    assert _read_index(frames[-1].image) == FRAMES - 1
+    assert source.damage.packets == reference.damage.packets == 1
+    assert "Invalid data" in source.damage.first_error and source.damage.first_at_s == pytest.approx(10.0, abs=0.2)  # frame 250, give or take the decoder threads
+    assert source.stopped_early is None and reference.stopped_early is None
     assert not multiprocessing.active_children()
 
 

@@ -58,6 +58,7 @@ class RedisSink:
         self.live = live
         self.frames = 0
         self.dropped = 0
+        self.damaged_packets = 0
         self.reconnects = 0
         self.state = SourceState.CONNECTING
         self._frame_ids = StreamIdAllocator()
@@ -114,6 +115,7 @@ class RedisSink:
             "fps": round(self.frames / elapsed, 2),
             "frames": self.frames,
             "dropped": self.dropped,
+            "damaged_packets": self.damaged_packets,
             "reconnects": self.reconnects,
             "uri": self.source_uri,
         }
