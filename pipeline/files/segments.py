@@ -48,6 +48,7 @@ from pipeline.files.sources import (
     VideoFileSource,
     VideoInfo,
     _describe,
+    decode_on_one_thread,
     rotate_for_display,
     truncation,
 )
@@ -128,7 +129,7 @@ def plan_segments(path: str | Path, parts: int | None, min_frames_per_part: int 
 
 
 def decode_workers_for(cpu_count: int | None = None) -> int:
-    """Segment decoder processes the cores allow: half of them (FFmpeg threads use the rest), 1 to 8."""
+    """Segment decoder processes the cores allow: half of them (the engine's threads use the rest), 1 to 8."""
     cores = cpu_count if cpu_count is not None else (os.cpu_count() or 1)
     return max(1, min(MAX_DECODE_WORKERS, cores // 2))
 
@@ -246,12 +247,10 @@ class _SegmentDecoder:
             yield decoded
 
 
-def _open(path: str, threads: int = 0) -> av.container.InputContainer:
-    """The file opened for segment decoding, its decoder on `threads` threads (0: one per core)."""
+def _open(path: str) -> av.container.InputContainer:
+    """The file opened for segment decoding, decoded on one thread as in `VideoFileSource`."""
     container = av.open(path, mode="r")
-    stream = container.streams.video[0]
-    stream.thread_type = "AUTO"
-    stream.thread_count = threads
+    decode_on_one_thread(container.streams.video[0])
     return container
 
 
@@ -269,8 +268,6 @@ class _WorkerJob:
     stride: int
     limit: int | None
     """First global index not to emit (max_frames * stride), or None."""
-    threads: int
-    """Decoder threads of the worker: the cores shared among the workers."""
 
 
 def _run_worker(job: _WorkerJob, messages: Queue, free_slots: Queue, stop: Event) -> None:
@@ -278,7 +275,7 @@ def _run_worker(job: _WorkerJob, messages: Queue, free_slots: Queue, stop: Event
     ring = FrameRing(job.slots, job.width, job.height, name=job.ring_name)
     number, decoder = job.segments[0][0], None
     try:
-        with _open(job.path, job.threads) as container:
+        with _open(job.path) as container:
             for number, segment in job.segments:
                 decoder = _SegmentDecoder(segment, job.stride, job.limit, stop_at_damage=True)
                 for index, pts, decoded in decoder.emitted(container):
@@ -508,9 +505,8 @@ class SegmentedVideoSource:
     def _decode_in_workers(self, segments: list[Segment], limit: int | None) -> Generator[Frame, None, Segment | None]:
         """Yield the segments' frames from the workers; returns where to resume in this process, if anywhere."""
         workers = min(self.workers, len(segments))
-        threads = max(1, (os.cpu_count() or 1) // workers)
         job = _WorkerJob(
-            str(self.path), (), "", self.slots, self.info.width, self.info.height, self.stride, limit, threads
+            str(self.path), (), "", self.slots, self.info.width, self.info.height, self.stride, limit
         )
         self._pool = pool = _WorkerPool(job, segments, workers, self.source_id)
         try:

@@ -47,34 +47,43 @@ def check_source_id(source_id: str) -> str:
 
 @dataclass
 class PacketDamage:
-    """Damaged packets of a stream: rejected by the decoder (skipped, as FFmpeg skips them) or
-    flagged corrupt by the demuxer (decoded as they are)."""
+    """Damaged packets of a stream: rejected by the decoder (`skipped`, as FFmpeg skips them: their
+    frames are lost) or decoded with the damage concealed (`concealed`: frames the decoder flagged corrupt)."""
 
-    packets: int = 0
+    skipped: int = 0
+    concealed: int = 0
     first_at_s: float | None = None
     """Time of the first damaged packet (seconds from the start), when it has one."""
     first_error: str = ""
 
-    def add(self, at_s: float | None, error: str) -> None:
+    @property
+    def packets(self) -> int:
+        """Damaged packets in all."""
+        return self.skipped + self.concealed
+
+    def add(self, at_s: float | None, error: str, skipped: bool) -> None:
         """Count one damaged packet."""
         if not self.packets:
             self.first_at_s, self.first_error = at_s, error
-        self.packets += 1
+        self.skipped += skipped
+        self.concealed += not skipped
 
     def describe(self) -> str:
-        """One line for the user, e.g. `3 damaged packets skipped (the first at 2.40s: Invalid data ...)`."""
+        """One line for the user, e.g. `3 damaged packets: 2 skipped, 1 concealed (the first at 2.40s: ...)`."""
         where = f"at {self.first_at_s:.2f}s: " if self.first_at_s is not None else ""
         plural = "s" if self.packets > 1 else ""
-        return f"{self.packets} damaged packet{plural} skipped (the first {where}{self.first_error})"
+        return (f"{self.packets} damaged packet{plural}: {self.skipped} skipped, {self.concealed} decoded with "
+                f"the damage concealed (the first {where}{self.first_error})")
 
 
 class PacketDecoder:
     """Decodes a video stream's packets as FFmpeg does: a packet the decoder rejects is skipped and
-    counted in `damage`, and decoding goes on with the next. It also notes how far in time the
-    packets reach (`packets_end_s`), which tells a truncated file."""
+    counted in `damage`, and decoding goes on with the next; frames the decoder flags corrupt are
+    delivered and counted. It also notes how far in time the packets reach (`packets_end_s`),
+    which tells a truncated file."""
 
     def __init__(self, stream: av.VideoStream, count_from_pts: int | None = None) -> None:
-        """Damage is counted only in packets with a pts from `count_from_pts` on (all when None)."""
+        """Damage is counted only from pts `count_from_pts` on (all when None)."""
         self.stream = stream
         self.count_from_pts = count_from_pts
         self.damage = PacketDamage()
@@ -91,15 +100,16 @@ class PacketDecoder:
             try:
                 decoded = packet.decode()
             except av.error.FFmpegError as exc:
-                self._damaged(packet, _describe(exc))
+                self._damaged(packet.pts, _describe(exc), skipped=True)
                 continue
-            if packet.is_corrupt:
-                self._damaged(packet, "flagged corrupt by the demuxer")
-            yield from decoded
+            for frame in decoded:
+                if frame.is_corrupt:
+                    self._damaged(frame.pts, "decoded with errors", skipped=False)
+                yield frame
 
-    def _damaged(self, packet: av.Packet, error: str) -> None:
-        if self.count_from_pts is None or packet.pts is None or packet.pts >= self.count_from_pts:
-            self.damage.add(self._seconds(packet.pts), error)
+    def _damaged(self, pts: int | None, error: str, skipped: bool) -> None:
+        if self.count_from_pts is None or pts is None or pts >= self.count_from_pts:
+            self.damage.add(self._seconds(pts), error, skipped)
 
     def _note(self, packet: av.Packet) -> None:
         self.packets += 1
@@ -150,7 +160,7 @@ class VideoFileSource:
         self.frames_decoded = 0
         self._container = self._open()
         self._stream = self._container.streams.video[0]
-        self._stream.thread_type = "AUTO"
+        decode_on_one_thread(self._stream)
         self.info = self._read_info()
         self._decoder = PacketDecoder(self._stream)
 
@@ -169,6 +179,9 @@ class VideoFileSource:
         if not container.streams.video:
             container.close()
             raise SourceError(f"no video stream in {self.path}")
+        if container.streams.video[0].codec_context is None:
+            container.close()
+            raise SourceError(f"not a readable video: {self.path} (its video codec is unknown: is the file damaged?)")
         return container
 
     def _read_info(self) -> VideoInfo:
@@ -240,6 +253,13 @@ class VideoFileSource:
     def close(self) -> None:
         """Release the container (iteration closes it too)."""
         self._container.close()
+
+
+def decode_on_one_thread(stream: av.VideoStream) -> None:
+    """Decode `stream` on one thread. PyAV's frame-threaded decoding loses good frames next to a damaged
+    packet (FFmpeg's own keeps them), and how damage is concealed depends on the thread count; long
+    files get their parallelism from segment processes instead."""
+    stream.thread_count = 1
 
 
 def rotate_for_display(image: np.ndarray, rotation: float) -> np.ndarray:
