@@ -13,7 +13,7 @@ from pipeline.core.types import Frame
 from pipeline.files import segments
 from pipeline.files.segments import Segment, SegmentedVideoSource, decode_workers_for, plan_segments
 from pipeline.files.sources import VideoFileSource
-from tests.videos import index_image, read_index
+from tests.videos import index_image, read_index, variable_frame_rate
 
 FRAMES = 400
 CLOSED_GOP = "keyint=12:min-keyint=12:scenecut=0:bframes=0"
@@ -81,6 +81,15 @@ def test_mpeg_ts_whose_seeks_land_past_the_keyframe_is_split_the_same_way(tmp_pa
     source = SegmentedVideoSource(path, workers=2, min_frames_per_segment=36)
     _assert_same_frames(list(source), list(VideoFileSource(path)))
     assert source.stopped_early is None
+
+
+def test_a_variable_frame_rate_file_is_split_and_not_called_truncated(closed_gop: Path, tmp_path: Path) -> None:
+    video = variable_frame_rate(closed_gop, tmp_path / "vfr.mkv")
+    source = SegmentedVideoSource(video, workers=2, min_frames_per_segment=48)
+    frames = list(source)
+    assert len(plan_segments(video, None, 48)) > 1
+    _assert_same_frames(frames, list(VideoFileSource(video)))
+    assert len(frames) == FRAMES - 81 and source.stopped_early is None
 
 
 def test_open_gop_file_has_leading_pictures_after_its_keyframes(open_gop: Path) -> None:

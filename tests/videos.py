@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import shutil
+import subprocess
 from pathlib import Path
 
 import av
@@ -70,3 +72,18 @@ def truncate(path: Path, keep_fraction: float) -> Path:
     out = path.with_name(f"truncated-{path.name}")
     out.write_bytes(data[: int(len(data) * keep_fraction)])
     return out
+
+
+def variable_frame_rate(source: Path, target: Path) -> Path:
+    """`source` with frames 20 to 100 cut out and the rest kept at their times (FFmpeg's command line, VFR)."""
+    subprocess.run([shutil.which("ffmpeg") or "ffmpeg", "-v", "error", "-y", "-i", str(source),
+                    "-vf", "select='not(between(n,20,100))'", "-fps_mode", "vfr", str(target)], check=True)
+    return target
+
+
+def ffprobe_decoded_frames(path: Path) -> int:
+    """Frames FFmpeg's own ffprobe decodes from `path` (damaged packets skipped)."""
+    out = subprocess.run([shutil.which("ffprobe") or "ffprobe", "-v", "quiet", "-count_frames", "-select_streams",
+                          "v:0", "-show_entries", "stream=nb_read_frames", "-of", "csv=p=0", str(path)],
+                         capture_output=True, text=True, check=True).stdout
+    return int(out.strip().strip(","))
