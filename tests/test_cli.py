@@ -8,6 +8,8 @@ import sys
 import time
 from pathlib import Path
 
+import av
+import numpy as np
 import pytest
 import redis
 
@@ -100,6 +102,21 @@ def test_variable_frame_rate_file_is_processed_as_complete(
     assert "warning" not in capsys.readouterr().err
     summary = json.loads((tmp_path / "out" / "vfr" / "summary.json").read_text())
     assert summary["frames"] == 69 and summary["source_problem"] is None and summary["damaged_packets"] == 0
+
+
+@pytest.mark.parametrize(("width", "height"), [(1, 1), (2, 2), (33, 17)])
+def test_report_with_annotated_video_of_a_tiny_or_odd_sized_video(
+    weights: Path, imgsz: int, tmp_path: Path, capsys: pytest.CaptureFixture, width: int, height: int
+) -> None:
+    frames = [np.full((height, width, 3), 90 + 10 * i, np.uint8) for i in range(6)]
+    video = write_video(tmp_path / "tiny.mkv", frames, fps=10, pix_fmt="yuv444p")
+    assert main(_process(video, weights, imgsz, tmp_path / "out", "--report", "--annotate")) == 0
+    assert "Traceback" not in capsys.readouterr().err
+    with av.open(str(tmp_path / "out" / "tiny" / "annotated.mp4")) as container:
+        decoded = [frame.to_ndarray(format="bgr24") for frame in container.decode(video=0)]
+    assert len(decoded) == 6
+    assert decoded[0].shape == (height + height % 2, width + width % 2, 3)  # padded to even sides
+    assert decoded[-1][0, 0].mean() > 100  # the video's own gray pixel (140), not cropped away (black)
 
 
 def test_missing_weights(scripted_video: tuple, tmp_path: Path, capsys: pytest.CaptureFixture) -> None:

@@ -45,17 +45,18 @@ def write_video(
     rotation: int | None = None,
     faststart: bool = False,
     codec_options: dict[str, str] | None = None,
+    pix_fmt: str = "yuv420p",
 ) -> Path:
     """Encode BGR `frames` to `path`; `rotation` sets the display matrix (degrees counter-clockwise).
 
     `faststart` puts an MP4's index first, as streaming-ready files have it; `codec_options`
-    go to the encoder (e.g. `{"x264-params": "keyint=24"}`).
+    go to the encoder (e.g. `{"x264-params": "keyint=24"}`); `pix_fmt` yuv444p allows odd sizes.
     """
     height, width = frames[0].shape[:2]
     options = {"movflags": "faststart"} if faststart else {}
     with av.open(str(path), mode="w", options=options) as container:
         stream = container.add_stream(codec, rate=fps, options=codec_options or {})
-        stream.width, stream.height, stream.pix_fmt = width, height, "yuv420p"
+        stream.width, stream.height, stream.pix_fmt = width, height, pix_fmt
         if rotation is not None:
             stream.set_display_rotation(rotation)
         for image in frames:
