@@ -2,17 +2,20 @@
 
 import json
 import os
+import random
 import subprocess
 import sys
 import time
 from pathlib import Path
 
+import av
+import numpy as np
 import pytest
 import redis
 
 from pipeline.cli import main
 from pipeline.sinks.redis_server import free_port
-from tests.videos import gradient_frames, truncate, write_video
+from tests.videos import ffprobe_decoded_frames, gradient_frames, truncate, variable_frame_rate, write_video
 
 
 def _process(video: Path, weights: Path, imgsz: int, out: Path, *extra: str) -> list[str]:
@@ -70,6 +73,50 @@ def test_truncated_video_is_processed_up_to_the_damage(
     assert code == 3 and "rec.mkv" in err and "truncated" in err
     lines = (tmp_path / "out" / "truncated-rec" / "timeline.jsonl").read_text().splitlines()
     assert 0 < len(lines) < 60
+
+
+def test_damaged_packets_are_skipped_counted_and_reported(
+    weights: Path, imgsz: int, redis_url: str, tmp_path: Path, capsys: pytest.CaptureFixture
+) -> None:
+    video = write_video(tmp_path / "rec.mp4", gradient_frames(120), fps=30)
+    data = bytearray(video.read_bytes())
+    middle = len(data) // 2
+    data[middle : middle + 300] = random.Random(1).randbytes(300)
+    video.write_bytes(data)
+    code, err = _error_of(_process(video, weights, imgsz, tmp_path / "out", "--redis", redis_url), capsys)
+    assert code == 3 and "rec.mp4" in err and "damaged packet" in err
+    summary = json.loads((tmp_path / "out" / "rec" / "summary.json").read_text())
+    decodable = ffprobe_decoded_frames(video)
+    assert summary["frames"] == decodable > 100  # frames after the damage are processed too
+    assert summary["damaged_packets"] > 0 and "damaged packet" in summary["source_problem"]
+    status = json.loads(redis.Redis.from_url(redis_url).hget("emotion:sources", "rec"))
+    assert status["state"] == "ended" and status["damaged_packets"] == summary["damaged_packets"]
+    assert redis.Redis.from_url(redis_url).xlen("emotion:frames:rec") == decodable
+
+
+def test_variable_frame_rate_file_is_processed_as_complete(
+    weights: Path, imgsz: int, tmp_path: Path, capsys: pytest.CaptureFixture
+) -> None:
+    video = variable_frame_rate(write_video(tmp_path / "in.mp4", gradient_frames(150), fps=30), tmp_path / "vfr.mkv")
+    assert main(_process(video, weights, imgsz, tmp_path / "out")) == 0
+    assert "warning" not in capsys.readouterr().err
+    summary = json.loads((tmp_path / "out" / "vfr" / "summary.json").read_text())
+    assert summary["frames"] == 69 and summary["source_problem"] is None and summary["damaged_packets"] == 0
+
+
+@pytest.mark.parametrize(("width", "height"), [(1, 1), (2, 2), (33, 17)])
+def test_report_with_annotated_video_of_a_tiny_or_odd_sized_video(
+    weights: Path, imgsz: int, tmp_path: Path, capsys: pytest.CaptureFixture, width: int, height: int
+) -> None:
+    frames = [np.full((height, width, 3), 90 + 10 * i, np.uint8) for i in range(6)]
+    video = write_video(tmp_path / "tiny.mkv", frames, fps=10, pix_fmt="yuv444p")
+    assert main(_process(video, weights, imgsz, tmp_path / "out", "--report", "--annotate")) == 0
+    assert "Traceback" not in capsys.readouterr().err
+    with av.open(str(tmp_path / "out" / "tiny" / "annotated.mp4")) as container:
+        decoded = [frame.to_ndarray(format="bgr24") for frame in container.decode(video=0)]
+    assert len(decoded) == 6
+    assert decoded[0].shape == (height + height % 2, width + width % 2, 3)  # padded to even sides
+    assert decoded[-1][0, 0].mean() > 100  # the video's own gray pixel (140), not cropped away (black)
 
 
 def test_missing_weights(scripted_video: tuple, tmp_path: Path, capsys: pytest.CaptureFixture) -> None:

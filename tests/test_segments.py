@@ -13,26 +13,12 @@ from pipeline.core.types import Frame
 from pipeline.files import segments
 from pipeline.files.segments import Segment, SegmentedVideoSource, decode_workers_for, plan_segments
 from pipeline.files.sources import VideoFileSource
+from tests.videos import index_image, read_index, variable_frame_rate
 
 FRAMES = 400
 CLOSED_GOP = "keyint=12:min-keyint=12:scenecut=0:bframes=0"
 OPEN_GOP = "keyint=12:min-keyint=12:scenecut=0:bframes=3:b-adapt=0:open-gop=1"
 ONE_KEYFRAME = "keyint=1000:scenecut=0:bframes=0"
-
-
-def _index_image(index: int, width: int = 160, height: int = 96) -> np.ndarray:
-    """A gray BGR image with the bits of `index` drawn as bright 16x16 blocks (two rows of five)."""
-    image = np.full((height, width, 3), 80, np.uint8)
-    for bit in range(10):
-        if index >> bit & 1:
-            y, x = 8 + 24 * (bit // 5), 8 + 24 * (bit % 5)
-            image[y : y + 16, x : x + 16] = 230
-    return image
-
-
-def _read_index(image: np.ndarray) -> int:
-    """The index `_index_image` drew, read back from a decoded (unrotated) frame."""
-    return sum(1 << bit for bit in range(10) if image[16 + 24 * (bit // 5), 16 + 24 * (bit % 5)].mean() > 155)
 
 
 def _write(path: Path, x264_params: str, frames: int = FRAMES, rotation: int | None = None) -> Path:
@@ -43,7 +29,7 @@ def _write(path: Path, x264_params: str, frames: int = FRAMES, rotation: int | N
         if rotation is not None:
             stream.set_display_rotation(rotation)
         for index in range(frames):
-            for packet in stream.encode(av.VideoFrame.from_ndarray(_index_image(index), format="bgr24")):
+            for packet in stream.encode(av.VideoFrame.from_ndarray(index_image(index), format="bgr24")):
                 container.mux(packet)
         for packet in stream.encode():
             container.mux(packet)
@@ -81,7 +67,7 @@ def test_segments_decode_every_frame_once_in_order(video: str, request: pytest.F
     source = SegmentedVideoSource(path, workers=3, min_frames_per_segment=60)
     frames = list(source)
     assert [f.index for f in frames] == list(range(FRAMES))
-    assert [_read_index(f.image) for f in frames] == list(range(FRAMES))
+    assert [read_index(f.image) for f in frames] == list(range(FRAMES))
     _assert_same_frames(frames, list(VideoFileSource(path)))
     assert source.stopped_early is None
     assert source.frames_decoded == FRAMES
@@ -95,6 +81,15 @@ def test_mpeg_ts_whose_seeks_land_past_the_keyframe_is_split_the_same_way(tmp_pa
     source = SegmentedVideoSource(path, workers=2, min_frames_per_segment=36)
     _assert_same_frames(list(source), list(VideoFileSource(path)))
     assert source.stopped_early is None
+
+
+def test_a_variable_frame_rate_file_is_split_and_not_called_truncated(closed_gop: Path, tmp_path: Path) -> None:
+    video = variable_frame_rate(closed_gop, tmp_path / "vfr.mkv")
+    source = SegmentedVideoSource(video, workers=2, min_frames_per_segment=48)
+    frames = list(source)
+    assert len(plan_segments(video, None, 48)) > 1
+    _assert_same_frames(frames, list(VideoFileSource(video)))
+    assert len(frames) == FRAMES - 81 and source.stopped_early is None
 
 
 def test_open_gop_file_has_leading_pictures_after_its_keyframes(open_gop: Path) -> None:
@@ -188,7 +183,7 @@ def test_stopping_early_ends_the_workers_and_frees_their_memory(
             shared_memory.SharedMemory(name=name)
 
 
-def test_a_decode_error_stops_after_the_frames_before_it(tmp_path: Path) -> None:
+def test_a_damaged_packet_is_skipped_and_the_frames_after_it_decoded_as_the_file_source_does(tmp_path: Path) -> None:
     path = _write(tmp_path / "damaged.mp4", CLOSED_GOP)
     with av.open(str(path)) as container:
         packets = [p for p in container.demux(container.streams.video[0]) if p.size]
@@ -199,10 +194,13 @@ def test_a_decode_error_stops_after_the_frames_before_it(tmp_path: Path) -> None
     path.write_bytes(data)
     source = SegmentedVideoSource(path, workers=3, min_frames_per_segment=48)
     frames = list(source)
-    assert 200 <= len(frames) <= 250  # the segments before the damaged one were delivered
-    assert [f.index for f in frames] == list(range(len(frames)))
-    assert source.stopped_early is not None
-    assert f"frame {len(frames)}" in source.stopped_early and "Invalid data" in source.stopped_early
+    reference = VideoFileSource(path)
+    _assert_same_frames(frames, list(reference))
+    assert len(frames) == FRAMES - 1  # only the damaged packet's frame is lost
+    assert read_index(frames[-1].image) == FRAMES - 1
+    assert source.damage.packets == reference.damage.packets == 1
+    assert "Invalid data" in source.damage.first_error and source.damage.first_at_s == pytest.approx(10.0, abs=0.2)  # frame 250, give or take the decoder threads
+    assert source.stopped_early is None and reference.stopped_early is None
     assert not multiprocessing.active_children()
 
 

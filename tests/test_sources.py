@@ -12,7 +12,7 @@ import pytest
 from pipeline.core.errors import ConfigError, SourceError
 from pipeline.core.source_ids import source_id_for
 from pipeline.files.sources import VideoFileSource
-from tests.videos import gradient_frames, truncate, write_video
+from tests.videos import gradient_frames, truncate, variable_frame_rate, write_video
 
 
 def test_frames_carry_presentation_times_in_seconds(tmp_path: Path) -> None:
@@ -71,6 +71,24 @@ def test_truncated_video_yields_what_decodes_and_says_where_it_stopped(tmp_path:
     assert 0 < len(decoded) < 60
     assert source.stopped_early is not None
     assert f"frame {len(decoded)}" in source.stopped_early
+
+
+@pytest.mark.parametrize("suffix", [".mkv", ".mp4"])
+def test_a_variable_frame_rate_file_is_decoded_to_its_end_and_not_called_truncated(tmp_path: Path, suffix: str) -> None:
+    video = variable_frame_rate(write_video(tmp_path / "in.mp4", gradient_frames(150), fps=30), tmp_path / f"vfr{suffix}")
+    source = VideoFileSource(video)
+    frames = list(source)
+    assert len(frames) == 150 - 81
+    assert frames[20].pts - frames[19].pts == pytest.approx(82 / 30, abs=0.002)  # the gap keeps its time
+    assert source.stopped_early is None and source.damage.packets == 0
+
+
+def test_a_truncated_variable_frame_rate_file_is_still_called_truncated(tmp_path: Path) -> None:
+    video = variable_frame_rate(write_video(tmp_path / "in.mp4", gradient_frames(150), fps=30), tmp_path / "vfr.mkv")
+    source = VideoFileSource(truncate(video, 0.6))
+    frames = list(source)
+    assert 0 < len(frames) < 69
+    assert source.stopped_early is not None and "truncated" in source.stopped_early
 
 
 def test_truncated_mp4_without_its_index_is_refused_with_the_reason(tmp_path: Path) -> None:

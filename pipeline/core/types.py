@@ -41,7 +41,7 @@ class StatusChange:
     state: SourceState
     reason: str = ""
     info: dict = field(default_factory=dict)
-    """Details the decoder learnt on connecting: width, height, fps."""
+    """Details the decoder learnt on connecting (width, height, fps), or at the end (`damaged_packets`)."""
 
 
 Entry = Frame | StatusChange

@@ -21,6 +21,8 @@ class TimelineSummary:
     emotions: Counter = field(default_factory=Counter)
     events: Counter = field(default_factory=Counter)
     last_pts: float = 0.0
+    damaged_packets: int = 0
+    """Damaged packets of the source: skipped (their frames lost) or decoded with the damage concealed."""
 
     def add(self, detections: Detections | None, names: list[str], events: list[FaceEvent] | None = None) -> None:
         """Count one batch of a source's frames and its events."""
@@ -48,6 +50,7 @@ class TimelineSummary:
             "duration_s": round(self.last_pts, 3),
             "emotion_share": {name: round(share, 4) for name, share in self.shares().items()},
             "events": dict(self.events),
+            "damaged_packets": self.damaged_packets,
         }
 
     def format(self) -> str:
@@ -55,6 +58,7 @@ class TimelineSummary:
         lines = [
             f"frames {self.frames}  ({self.frames_with_faces} with faces)  faces {self.faces}  "
             f"video time {self.last_pts:.1f}s"
+            + (f"  damaged packets {self.damaged_packets}" if self.damaged_packets else "")
         ]
         for name, share in self.shares().items():
             lines.append(f"  {name:<9} {share * 100:5.1f}%  {'#' * round(share * 40)}")

@@ -5,8 +5,9 @@ each on its own thread (PyAV releases
 the GIL while decoding; a long file may also decode in segment processes, see `segments`).
 Their frames meet in one bounded queue, so decoders wait when inference is behind: files
 never drop frames. A file's status travels in the same queue, in order with its frames:
-`live` before its first frame, `ended` (or `failed` with the reason, when the file is
-damaged) after its last; `interrupted` after the last frame decoded when the feed is stopped.
+`live` before its first frame, `ended` (with the damaged packets that were skipped, if any)
+or `failed` (with the reason, when the file is cut short) after its last; `interrupted` after
+the last frame decoded when the feed is stopped.
 """
 
 from __future__ import annotations
@@ -22,6 +23,7 @@ from typing import Protocol
 from pipeline.core.errors import SourceError
 from pipeline.core.states import SourceState
 from pipeline.core.types import Entry, Frame, StatusChange
+from pipeline.files.sources import PacketDamage
 
 log = logging.getLogger(__name__)
 
@@ -33,6 +35,10 @@ class FrameSource(Protocol):
 
     source_id: str
     stopped_early: str | None
+
+    @property
+    def damage(self) -> PacketDamage:
+        """Damaged packets skipped so far."""
 
     def __iter__(self) -> Iterator[Frame]:
         """Frames in order."""
@@ -153,7 +159,10 @@ class FileFeed:
             state, reason = SourceState.FAILED, f"decoding failed: {exc}"
         finally:
             source.close()
-        self._put(StatusChange(source_id, state, reason), even_when_stopped=True)
+        damage = source.damage
+        if damage.packets:
+            reason = "; ".join(filter(None, [reason, damage.describe()]))
+        self._put(StatusChange(source_id, state, reason, {"damaged_packets": damage.packets}), even_when_stopped=True)
 
     def _put(self, item: Entry, even_when_stopped: bool = False) -> bool:
         while even_when_stopped or not self._stop.is_set():

@@ -59,26 +59,45 @@ def write_report(run_dir: str | Path, annotate: bool = False, video: str | Path 
 
 
 def write_annotated_video(video: Path, frames: list[dict], target: Path) -> Path:
-    """Re-encode `video` with each face's box, id, emotion and score drawn (H.264, PyAV)."""
+    """Re-encode `video` with each face's box, id, emotion and score drawn (H.264, PyAV).
+
+    The output has the size of the first frame as shown (rotation applied), padded to even sides of
+    at least 2 pixels as yuv420p needs (a 1x1 or 33x17 video is padded, not cropped away).
+    """
     import av
 
     from pipeline.files.sources import VideoFileSource
 
     source = VideoFileSource(video)
     by_index = {frame["frame"]: frame["faces"] for frame in frames}
-    width, height = source.info.width // 2 * 2, source.info.height // 2 * 2  # yuv420p needs even sizes
     with av.open(str(target), mode="w") as container:
-        stream = container.add_stream("libx264", rate=round(source.info.fps or 25), options={"crf": "20"})
-        stream.width, stream.height, stream.pix_fmt = width, height, "yuv420p"
+        stream = None
         for frame in source:
-            image = np.ascontiguousarray(frame.image[:height, :width])
+            if stream is None:
+                height, width = (_even_side(side) for side in frame.image.shape[:2])
+                stream = container.add_stream("libx264", rate=round(source.info.fps or 25), options={"crf": "20"})
+                stream.width, stream.height, stream.pix_fmt = width, height, "yuv420p"
+            image = _fit(frame.image, height, width)
             for face in by_index.get(frame.index, []):
                 _draw_face(image, face)
             for packet in stream.encode(av.VideoFrame.from_ndarray(image, format="bgr24")):
                 container.mux(packet)
-        for packet in stream.encode():
+        for packet in stream.encode() if stream is not None else []:
             container.mux(packet)
     return target
+
+
+def _even_side(pixels: int) -> int:
+    """The smallest even size of at least 2 that holds `pixels`."""
+    return max(2, pixels + pixels % 2)
+
+
+def _fit(image: np.ndarray, height: int, width: int) -> np.ndarray:
+    """`image` cropped or padded (black, bottom and right) to `height` x `width`, contiguous."""
+    fitted = np.zeros((height, width, 3), np.uint8)
+    kept = image[:height, :width]
+    fitted[: kept.shape[0], : kept.shape[1]] = kept
+    return fitted
 
 
 def _draw_face(image: np.ndarray, face: dict) -> None:

@@ -42,7 +42,16 @@ import numpy as np
 
 from pipeline.core.frame_ring import FrameRing
 from pipeline.core.types import Frame
-from pipeline.files.sources import VideoFileSource, VideoInfo, _describe, rotate_for_display
+from pipeline.files.sources import (
+    PacketDamage,
+    PacketDecoder,
+    VideoFileSource,
+    VideoInfo,
+    _describe,
+    decode_on_one_thread,
+    rotate_for_display,
+    truncation,
+)
 
 MAX_DECODE_WORKERS = 8
 SEGMENT_BUFFER_BYTES = 256 << 20
@@ -120,7 +129,7 @@ def plan_segments(path: str | Path, parts: int | None, min_frames_per_part: int 
 
 
 def decode_workers_for(cpu_count: int | None = None) -> int:
-    """Segment decoder processes the cores allow: half of them (FFmpeg threads use the rest), 1 to 8."""
+    """Segment decoder processes the cores allow: half of them (the engine's threads use the rest), 1 to 8."""
     cores = cpu_count if cpu_count is not None else (os.cpu_count() or 1)
     return max(1, min(MAX_DECODE_WORKERS, cores // 2))
 
@@ -142,13 +151,17 @@ class SegmentFrame:
 class SegmentEnd:
     """Worker to consumer: `segment` is done after `frames` of its frames (skipped ones included).
 
-    `error` is set when decoding failed there; `last_pts` is the pts (seconds) of the last frame decoded.
+    `error` is set when decoding failed there, `damaged` when it stopped at a damaged packet;
+    `last_pts` is the pts (seconds) of the last frame decoded, `packets_end_s` the end of the
+    latest packet read (the file's end for the last segment).
     """
 
     segment: int
     frames: int
     last_pts: float
     error: str | None = None
+    damaged: bool = False
+    packets_end_s: float | None = None
 
 
 class _SegmentError(Exception):
@@ -156,20 +169,41 @@ class _SegmentError(Exception):
 
 
 class _SegmentDecoder:
-    """Applies the decoding rule to one segment of an open container; counts what it decoded."""
+    """Applies the decoding rule to one segment of an open container; counts what it decoded.
 
-    def __init__(self, segment: Segment, stride: int, limit: int | None) -> None:
+    Damaged packets are skipped and counted as in `VideoFileSource` (`damage`, for packets from
+    the segment's keyframe on). With `stop_at_damage` (in the worker processes) the segment
+    ends before the first frame decoded after a damaged packet instead: the consumer then goes
+    on in its own process from an earlier keyframe, so that frames after the damage are decoded
+    from the same references as in `VideoFileSource`.
+    """
+
+    def __init__(self, segment: Segment, stride: int, limit: int | None, stop_at_damage: bool = False) -> None:
         self.segment = segment
         self.stride = stride
         self.limit = limit
+        self.stop_at_damage = stop_at_damage
         self.frames = 0
         self.last_pts = 0.0
+        self.packets: PacketDecoder | None = None
+
+    @property
+    def damage(self) -> PacketDamage:
+        """Damaged packets met from the segment's keyframe on."""
+        return self.packets.damage if self.packets is not None else PacketDamage()
+
+    @property
+    def packets_end_s(self) -> float | None:
+        """End (seconds) of the latest packet read."""
+        return self.packets.packets_end_s if self.packets is not None else None
 
     def emitted(self, container: av.container.InputContainer) -> Iterator[tuple[int, float, av.VideoFrame]]:
         """(global index, pts in seconds, frame) of the segment's frames that stride and limit keep."""
         stream = container.streams.video[0]
         start = stream.start_time or 0
         for decoded in self._from_start(container, stream):
+            if self.stop_at_damage and self.damage.packets:
+                return
             if self.segment.end_pts is not None and decoded.pts >= self.segment.end_pts:
                 return
             index = self.segment.first_index + self.frames
@@ -188,34 +222,35 @@ class _SegmentDecoder:
         """
         start_pts = self.segment.start_pts
         if start_pts is None:
-            yield from _decoded(container, stream)
+            yield from self._decoded(container, stream)
             return
         second = max(1, round(1 / stream.time_base)) if stream.time_base else 1
         for attempt in range(SEEK_ATTEMPTS):
             before = second << (attempt - 1) if attempt else 0  # the keyframe, then 1 s, 2 s, 4 s... before it
             container.seek(start_pts - before, stream=stream, backward=True, any_frame=False)
-            frames = _decoded(container, stream)
+            frames = self._decoded(container, stream)
             first = next((decoded for decoded in frames if decoded.pts >= start_pts), None)
             if first is not None and first.pts == start_pts:
                 yield first
                 yield from frames
                 return
+            if self.stop_at_damage and self.damage.packets:
+                return
         raise _SegmentError(f"seeking to the keyframe at pts {start_pts} lands past it")
 
+    def _decoded(self, container: av.container.InputContainer, stream: av.VideoStream) -> Iterator[av.VideoFrame]:
+        """Frames from the container's position on, damaged packets skipped (counted from the keyframe on)."""
+        self.packets = PacketDecoder(stream, count_from_pts=self.segment.start_pts)
+        for decoded in self.packets.frames(container.demux(stream)):
+            if decoded.pts is None:
+                raise _SegmentError("a decoded frame has no pts")
+            yield decoded
 
-def _decoded(container: av.container.InputContainer, stream: av.VideoStream) -> Iterator[av.VideoFrame]:
-    for decoded in container.decode(stream):
-        if decoded.pts is None:
-            raise _SegmentError("a decoded frame has no pts")
-        yield decoded
 
-
-def _open(path: str, threads: int = 0) -> av.container.InputContainer:
-    """The file opened for segment decoding, its decoder on `threads` threads (0: one per core)."""
+def _open(path: str) -> av.container.InputContainer:
+    """The file opened for segment decoding, decoded on one thread as in `VideoFileSource`."""
     container = av.open(path, mode="r")
-    stream = container.streams.video[0]
-    stream.thread_type = "AUTO"
-    stream.thread_count = threads
+    decode_on_one_thread(container.streams.video[0])
     return container
 
 
@@ -233,8 +268,6 @@ class _WorkerJob:
     stride: int
     limit: int | None
     """First global index not to emit (max_frames * stride), or None."""
-    threads: int
-    """Decoder threads of the worker: the cores shared among the workers."""
 
 
 def _run_worker(job: _WorkerJob, messages: Queue, free_slots: Queue, stop: Event) -> None:
@@ -242,9 +275,9 @@ def _run_worker(job: _WorkerJob, messages: Queue, free_slots: Queue, stop: Event
     ring = FrameRing(job.slots, job.width, job.height, name=job.ring_name)
     number, decoder = job.segments[0][0], None
     try:
-        with _open(job.path, job.threads) as container:
+        with _open(job.path) as container:
             for number, segment in job.segments:
-                decoder = _SegmentDecoder(segment, job.stride, job.limit)
+                decoder = _SegmentDecoder(segment, job.stride, job.limit, stop_at_damage=True)
                 for index, pts, decoded in decoder.emitted(container):
                     image = rotate_for_display(decoded.to_ndarray(format="bgr24"), decoded.rotation)
                     if image.nbytes > ring.slot_bytes:
@@ -254,7 +287,10 @@ def _run_worker(job: _WorkerJob, messages: Queue, free_slots: Queue, stop: Event
                         return
                     ring.view(slot, image.shape[0], image.shape[1])[...] = image
                     messages.put(SegmentFrame(number, slot, index, pts, time.time(), image.shape[0], image.shape[1]))
-                messages.put(SegmentEnd(number, decoder.frames, decoder.last_pts))
+                damaged = decoder.damage.packets > 0
+                messages.put(SegmentEnd(number, decoder.frames, decoder.last_pts, None, damaged, decoder.packets_end_s))
+                if damaged:  # the consumer decodes the rest itself
+                    return
     except (av.error.FFmpegError, OSError, _SegmentError) as exc:
         frames, last_pts = (decoder.frames, decoder.last_pts) if decoder else (0, 0.0)
         messages.put(SegmentEnd(number, frames, last_pts, _describe(exc)))
@@ -375,10 +411,14 @@ class SegmentedVideoSource:
     file's GOP): the consumer reads the segments in order, so a worker gets ahead of it only
     by what it can buffer, and short segments dealt round-robin keep every worker busy.
 
-    A decode error in a segment ends the iteration after the frames before it, with the
-    reason in `stopped_early`. Should a segment decode to another frame count than its
-    packets (a decoder that drops frames), the rest of the file is decoded in this process,
-    so frame indices stay those of `VideoFileSource`.
+    A segment that meets a damaged packet or an error stops there, and the rest of the file
+    is decoded in this process from the keyframe of the segment before it (its frames already
+    yielded are not yielded again): damaged packets are then skipped and counted, and frames
+    after them decoded from the same references, exactly as `VideoFileSource` does. Should a
+    segment decode to another frame count than its packets (a decoder that drops frames), the
+    rest of the file is decoded in this process too, so frame indices stay those of
+    `VideoFileSource`. A truncated file is told, as there, by its packets ending before the
+    container's duration.
     """
 
     def __init__(
@@ -403,6 +443,8 @@ class SegmentedVideoSource:
         self.min_frames_per_segment = min_frames_per_segment or self.slots * self.stride
         self.stopped_early: str | None = None
         self.frames_decoded = 0
+        self._damage = PacketDamage()
+        self._packets_end_s: float | None = None
         self._pool: _WorkerPool | None = None
 
     @property
@@ -414,6 +456,11 @@ class SegmentedVideoSource:
     def expected_frames(self) -> int | None:
         """Frames this source will yield with its stride, when the container says."""
         return self._serial.expected_frames
+
+    @property
+    def damage(self) -> PacketDamage:
+        """Packets skipped so far because they were damaged."""
+        return self._damage
 
     def frame_interval_s(self) -> float:
         """Seconds between processed frames."""
@@ -429,13 +476,9 @@ class SegmentedVideoSource:
         resume_at = yield from self._decode_in_workers(segments, limit)
         if resume_at is not None:
             yield from self._decode_here(resume_at, limit)
-        frame_count = self.info.frame_count
         reached_limit = limit is not None and self.frames_decoded >= limit
-        if self.stopped_early is None and not reached_limit and frame_count and self.frames_decoded < 0.95 * frame_count:
-            self.stopped_early = (
-                f"video ended at frame {self.frames_decoded} but the container announces {frame_count} frames: "
-                "the file looks truncated"
-            )
+        if self.stopped_early is None and not reached_limit:
+            self.stopped_early = truncation(self.info, self.frames_decoded, self._packets_end_s)
 
     def close(self) -> None:
         """Stop the worker processes, free their shared memory and release the container."""
@@ -457,13 +500,13 @@ class SegmentedVideoSource:
             yield frame
         self.frames_decoded = self._serial.frames_decoded
         self.stopped_early = self._serial.stopped_early
+        self._damage = self._serial.damage
 
     def _decode_in_workers(self, segments: list[Segment], limit: int | None) -> Generator[Frame, None, Segment | None]:
         """Yield the segments' frames from the workers; returns where to resume in this process, if anywhere."""
         workers = min(self.workers, len(segments))
-        threads = max(1, (os.cpu_count() or 1) // workers)
         job = _WorkerJob(
-            str(self.path), (), "", self.slots, self.info.width, self.info.height, self.stride, limit, threads
+            str(self.path), (), "", self.slots, self.info.width, self.info.height, self.stride, limit
         )
         self._pool = pool = _WorkerPool(job, segments, workers, self.source_id)
         try:
@@ -479,9 +522,10 @@ class SegmentedVideoSource:
                     )
                     return None
                 self.frames_decoded = segment.first_index + end.frames
-                if end.error is not None:
-                    self.stopped_early = self._stopped_at(end.last_pts, end.error)
-                    return None
+                self._packets_end_s = end.packets_end_s
+                if end.error is not None or end.damaged:
+                    earlier = segments[number - 1] if number else Segment(None, None, 0, 0)
+                    return Segment(earlier.start_pts, None, earlier.first_index, 0)
                 if limit is not None and self.frames_decoded >= limit:
                     return None
                 if end.frames != segment.frames and number + 1 < len(segments):
@@ -492,17 +536,23 @@ class SegmentedVideoSource:
             self._pool = None
 
     def _decode_here(self, segment: Segment, limit: int | None) -> Iterator[Frame]:
-        """Decode `segment` in this process (the rest of a file whose frame counts differ from its packets)."""
+        """Decode from `segment`'s keyframe to the end of the file in this process; the frames
+        yielded already (those before `frames_decoded`) are decoded again but not yielded."""
+        yielded = self.frames_decoded
         decoder = _SegmentDecoder(segment, self.stride, limit)
         try:
             with _open(str(self.path)) as container:
                 for index, pts, decoded in decoder.emitted(container):
-                    self.frames_decoded = segment.first_index + decoder.frames
+                    self.frames_decoded = max(yielded, segment.first_index + decoder.frames)
+                    if index < yielded:
+                        continue
                     image = rotate_for_display(decoded.to_ndarray(format="bgr24"), decoded.rotation)
                     yield Frame(self.source_id, index, pts, time.time(), image)
         except (av.error.FFmpegError, OSError, _SegmentError) as exc:
             self.stopped_early = self._stopped_at(decoder.last_pts, _describe(exc))
-        self.frames_decoded = segment.first_index + decoder.frames
+        self.frames_decoded = max(yielded, segment.first_index + decoder.frames)
+        self._damage = decoder.damage
+        self._packets_end_s = decoder.packets_end_s
 
     def _stopped_at(self, last_pts: float, reason: str) -> str:
         duration = self.info.duration

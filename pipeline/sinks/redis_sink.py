@@ -90,6 +90,7 @@ class RedisSink:
         """Frames whose entries an earlier run of the same record wrote (not sent again)."""
         self.frames = 0
         self.dropped = 0
+        self.damaged_packets = 0
         self.reconnects = 0
         self.state = SourceState.CONNECTING
         self._frame_ids = StreamIdAllocator()
@@ -163,6 +164,7 @@ class RedisSink:
             "fps": round(self.frames / elapsed, 2),
             "frames": self.frames,
             "dropped": self.dropped,
+            "damaged_packets": self.damaged_packets,
             "reconnects": self.reconnects,
             "uri": self.source_uri,
         }

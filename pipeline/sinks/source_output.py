@@ -77,8 +77,12 @@ class SourceOutput:
     def status(self, change: StatusChange) -> None:
         """Record a state change (Redis status hash, source_status event)."""
         self.state = change.state
+        if change.state.final:
+            self.summary.damaged_packets = change.info.get("damaged_packets", 0)
         if change.state is SourceState.FAILED:
             self.problem = change.reason or "failed"
+        elif change.state.final and self.summary.damaged_packets:
+            self.problem = self.problem or change.reason  # a damaged file is a problem even when it ended
         self.went_live = self.went_live or change.state is SourceState.LIVE
         if self.files is not None:
             if change.state is SourceState.LIVE:
@@ -86,6 +90,7 @@ class SourceOutput:
             elif change.state.final:
                 self.files.close()
         if self.redis is not None:
+            self.redis.damaged_packets = self.summary.damaged_packets
             self.redis.status(change.state, change.reason)
         if self.on_status is not None:
             self.on_status(change)
