@@ -15,6 +15,7 @@ import redis
 
 from pipeline.cli import main
 from pipeline.sinks.redis_server import free_port
+from tests.redis_readers import wait_for_blocked_reader
 from tests.videos import ffprobe_decoded_frames, gradient_frames, truncate, variable_frame_rate, write_video
 
 
@@ -166,7 +167,7 @@ def test_console_script_follows_a_live_run(
         env=os.environ | {"REDIS_URL": redis_url},
     )
     try:
-        _wait_for_blocked_reader(redis_url)
+        wait_for_blocked_reader(redis_url)
         subprocess.run([str(script), *_process(video, weights, imgsz, tmp_path, "--redis", redis_url,
                         "--source-id", "live")], check=True, capture_output=True)
         out, _ = subscriber.communicate(timeout=60)
@@ -176,15 +177,6 @@ def test_console_script_follows_a_live_run(
     assert len(lines) == len(truth)
     assert "frame      0" in lines[0] and "face(s)" in lines[0]
 
-
-def _wait_for_blocked_reader(url: str) -> None:
-    """Wait until a client is blocked in XREAD (the subscriber is listening)."""
-    client = redis.Redis.from_url(url)
-    for _ in range(300):
-        if any(c.get("cmd") == "xread" for c in client.client_list()):
-            return
-        time.sleep(0.1)
-    raise AssertionError("the subscriber never started reading")
 
 
 def test_sigterm_mid_run_keeps_every_result_written_so_far(weights: Path, imgsz: int, tmp_path: Path) -> None:

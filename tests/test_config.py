@@ -45,12 +45,17 @@ def test_redis_url_comes_from_the_environment_when_unset(monkeypatch: pytest.Mon
     ],
 )
 def test_malformed_config_names_file_and_key(tmp_path: Path, text: str, message: str) -> None:
-    path = tmp_path / "bad.yaml"
+    error, path = _refusal(tmp_path, text)
+    assert message in error and str(path) in error
+
+
+def _refusal(tmp_path: Path, text: str) -> tuple[str, Path]:
+    """The error `load_config` raises for a file holding `text`, and the file's path."""
+    path = tmp_path / "config.yaml"
     path.write_text(text)
     with pytest.raises(ConfigError) as error:
         load_config(path)
-    assert message in str(error.value)
-    assert str(path) in str(error.value)
+    return str(error.value), path
 
 
 def test_missing_config_file_is_named(tmp_path: Path) -> None:
@@ -90,12 +95,8 @@ def alias_bomb(levels: int) -> str:
     ],
 )
 def test_hostile_yaml_is_refused_in_one_short_line(tmp_path: Path, text: str, message: str) -> None:
-    path = tmp_path / "hostile.yaml"
-    path.write_text(text)
-    with pytest.raises(ConfigError) as error:
-        load_config(path)
-    assert message in str(error.value)
-    assert str(path) in str(error.value) and "\n" not in str(error.value) and len(str(error.value)) < 300
+    error, path = _refusal(tmp_path, text)
+    assert message in error and str(path) in error and "\n" not in error and len(error) < 300
 
 
 def test_a_binary_file_is_refused_in_one_line(tmp_path: Path) -> None:

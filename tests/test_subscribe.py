@@ -17,6 +17,7 @@ from pipeline.core.contract import RedisKeys
 from pipeline.engine.batch import FrameInfo
 from pipeline.sinks.payload import FramePayload, frame_fields
 from pipeline.sinks.subscriber import follow_events_pubsub
+from tests.redis_readers import wait_for_blocked_reader
 
 SCRIPT = Path(sys.executable).parent / "emotion-stream"
 FACE = {"id": 3, "box": [10.0, 20.0, 50.0, 70.0], "emotion": "happy", "score": 0.91,
@@ -225,7 +226,7 @@ def test_a_source_not_written_yet_is_announced_then_awaited(redis_url: str) -> N
     reader = subprocess.Popen([str(SCRIPT), "subscribe", "later", "--until-ended", "--redis", redis_url],
                               stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
     try:
-        _wait_for_a_blocked_reader(redis_url)
+        wait_for_blocked_reader(redis_url)
         client = redis.Redis.from_url(redis_url)
         client.xadd("emotion:frames:later", GOOD_FRAMES["1-0"], id="1-0")
         client.hset("emotion:sources", "later", ENDED)
@@ -276,12 +277,4 @@ def test_malformed_pubsub_messages_are_reported_and_skipped(redis_url: str) -> N
         publisher.join()
     assert len(skipped) == len(bad) and all(s.where == "a message on emotion:events" for s in skipped)
 
-
-def _wait_for_a_blocked_reader(url: str) -> None:
-    client = redis.Redis.from_url(url)
-    for _ in range(300):
-        if any(c.get("cmd") == "xread" for c in client.client_list()):
-            return
-        time.sleep(0.1)
-    raise AssertionError("the subscriber never started reading")
 
