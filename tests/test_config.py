@@ -42,6 +42,8 @@ def test_redis_url_comes_from_the_environment_when_unset(monkeypatch: pytest.Mon
         ("model: [1, 2]\n", "section 'model' must be a mapping"),
         ("model:\n  imgsz: [\n", "not valid YAML"),
         ("- a\n- b\n", "expected a mapping of sections"),
+        ("source:\n  decode_processes: 100000\n", "'source.decode_processes' must be at most 64, got 100000"),
+        ("model:\n  compile: on\n", "'model.compile' must be str, got True (YAML reads on/off/yes/no as true/false"),
     ],
 )
 def test_malformed_config_names_file_and_key(tmp_path: Path, text: str, message: str) -> None:

@@ -20,6 +20,10 @@ from pipeline.core.yaml_loading import load_yaml_file
 DEFAULT_CONFIG = Path(__file__).resolve().parents[2] / "configs" / "pipeline.yaml"
 MAX_IMGSZ = 4096
 """The largest model.imgsz (and export --imgsz): a 4096 x 4096 batch of 8 already needs about 1.6 GB of input."""
+MAX_DECODE_PROCESSES = 64
+"""The most processes decoding one file (each holds a decoder and shared-memory slots)."""
+MAXIMA = {"model.imgsz": MAX_IMGSZ, "source.decode_processes": MAX_DECODE_PROCESSES}
+"""Upper bounds of keys that would otherwise exhaust memory or processes."""
 
 
 @dataclass
@@ -313,7 +317,8 @@ def _coerce(dotted: str, value: Any, type_name: str, origin: str) -> Any:
                 raise ValueError
             value = str(value)
     except (TypeError, ValueError):
-        raise ConfigError(f"{origin}: '{dotted}' must be {base}, got {shown(value)}") from None
+        hint = " (YAML reads on/off/yes/no as true/false: quote the word)" if isinstance(value, bool) else ""
+        raise ConfigError(f"{origin}: '{dotted}' must be {base}, got {shown(value)}{hint}") from None
     if dotted in CHOICES and value not in CHOICES[dotted]:
         raise ConfigError(f"{origin}: '{dotted}' must be one of {', '.join(CHOICES[dotted])}, got {shown(value)}")
     if dotted in POSITIVE and value < 1:
@@ -322,8 +327,8 @@ def _coerce(dotted: str, value: Any, type_name: str, origin: str) -> Any:
         raise ConfigError(f"{origin}: '{dotted}' must be a port number from 1 to 65535, got {shown(value)}")
     if dotted in NON_NEGATIVE and value < 0:
         raise ConfigError(f"{origin}: '{dotted}' must be 0 or more, got {shown(value)}")
-    if dotted == "model.imgsz" and value > MAX_IMGSZ:
-        raise ConfigError(f"{origin}: 'model.imgsz' must be at most {MAX_IMGSZ}, got {shown(value)}")
+    if dotted in MAXIMA and value > MAXIMA[dotted]:
+        raise ConfigError(f"{origin}: '{dotted}' must be at most {MAXIMA[dotted]}, got {shown(value)}")
     if dotted in UNIT_INTERVAL and not 0.0 <= value <= 1.0:
         raise ConfigError(f"{origin}: '{dotted}' must be between 0 and 1, got {shown(value)}")
     return value
