@@ -121,3 +121,26 @@ def test_an_interrupted_run_is_marked_interrupted_and_a_rerun_resumes_it(
     assert types.count("face_exit") == types.count("face_enter") > 0
     status = json.loads(client.hget("emotion:sources", "talk"))
     assert status["state"] == "ended" and status["frames"] == len(truth) and status["last_ts"] >= started * 1000
+
+
+def test_an_interrupted_job_of_many_files_counts_only_unfinished_files_as_interrupted(
+    redis_url: str, micro_video: tuple, weights: Path, imgsz: int, tmp_path: Path
+) -> None:
+    """Files processed one at a time; SIGINT once the short first file ended: it stays complete."""
+    short = tmp_path / "short.mp4"
+    render_scripted_video(short, default_script(1.0), duration_s=1.0, fps=10, size=(320, 180))
+    client = redis.Redis.from_url(redis_url)
+    config = tmp_path / "one-at-a-time.yaml"
+    config.write_text("batching:\n  open_files: 1\n")
+    argv = [str(Path(sys.executable).parent / "emotion-stream"), "process", str(short), str(micro_video[0]),
+            "--weights", str(weights), "--imgsz", str(imgsz), "--out", str(tmp_path / "out"), "--cpu-backend",
+            "pytorch", "--quiet", "--batch", "1", "--redis", redis_url, "--config", str(config)]
+    run = subprocess.Popen(argv, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    while client.xlen("emotion:frames:interview") < 10 and run.poll() is None:
+        threading.Event().wait(0.05)
+    run.send_signal(subprocess.signal.SIGINT)
+    out, err = run.communicate(timeout=60)
+    assert run.returncode == 130, err
+    assert json.loads(client.hget("emotion:sources", "short"))["state"] == "ended"
+    assert json.loads(client.hget("emotion:sources", "interview"))["state"] == "interrupted"
+    assert "2 files: 1 complete, 1 interrupted (interview)" in out

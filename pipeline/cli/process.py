@@ -68,10 +68,19 @@ def _run_process(args: argparse.Namespace) -> int:
         reports = process_files(config, videos, show_progress=not args.quiet, replace=args.replace)
     codes = [_print_report(report, config, args) for report in reports]
     if len(reports) > 1:
-        failed = [report.source_id for report in reports if report.source_problem]
-        print(f"{len(reports)} files: {len(reports) - len(failed)} complete"
-              + (f", {len(failed)} with problems ({', '.join(failed)})" if failed else ""))
+        print(_closing_line(reports))
     return max(codes, key=_severity)
+
+
+def _closing_line(reports: list[RunReport]) -> str:
+    """`N files: C complete, P with problems (ids), I interrupted (ids)`."""
+    problems = [report.source_id for report in reports if report.source_problem or report.redis_problem]
+    interrupted = [report.source_id for report in reports
+                   if report.interrupted and report.source_id not in problems]
+    complete = len(reports) - len(problems) - len(interrupted)
+    return (f"{len(reports)} files: {complete} complete"
+            + (f", {len(problems)} with problems ({', '.join(problems)})" if problems else "")
+            + (f", {len(interrupted)} interrupted ({', '.join(interrupted)})" if interrupted else ""))
 
 
 def _expand(paths: list[str]) -> list[Path]:

@@ -22,6 +22,7 @@ from pipeline.core.errors import ConfigError
 from pipeline.core.shutdown import StopSignals
 from pipeline.core.source_ids import distinct_source_ids, output_folder
 from pipeline.core.stage_times import StageTimes
+from pipeline.core.states import SourceState
 from pipeline.core.uris import video_path
 from pipeline.engine.detector import EmotionDetector
 from pipeline.engine.loading import load_detectors
@@ -189,7 +190,8 @@ def _run(
         redis_problems = redis_run.finish(outputs, config.redis.timeout_s * 2) if redis_run is not None else {}
         for job, report in zip(jobs, reports):
             output = outputs[job.source_id]
-            report.summary, report.seconds, report.interrupted = output.summary, seconds, interrupted
+            report.summary, report.seconds = output.summary, seconds
+            report.interrupted = interrupted and output.state not in (SourceState.ENDED, SourceState.FAILED)
             report.source_problem = output.problem
             report.stages = times.overall()
             report.opened = output.went_live
