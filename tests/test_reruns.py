@@ -19,6 +19,7 @@ from pipeline.core.config import PipelineConfig
 from pipeline.core.errors import SinkError
 from pipeline.engine.detector import DetectorSettings, EmotionDetector
 from pipeline.files.process import process_video
+from pipeline.sinks.redis_server import LocalRedisServer
 from training.synthetic_video import default_script, render_scripted_video
 
 
@@ -144,3 +145,30 @@ def test_an_interrupted_job_of_many_files_counts_only_unfinished_files_as_interr
     assert json.loads(client.hget("emotion:sources", "short"))["state"] == "ended"
     assert json.loads(client.hget("emotion:sources", "interview"))["state"] == "interrupted"
     assert "2 files: 1 complete, 1 interrupted (interview)" in out
+
+
+def test_ctrl_c_while_the_end_waits_for_redis_keeps_the_summaries(
+    micro_video: tuple, weights: Path, imgsz: int, tmp_path: Path
+) -> None:
+    """Redis dies mid-run; the first SIGINT stops the run, the second comes while the end waits for
+    Redis: the wait is cut short, and the summary and the spill of what was not written are kept."""
+    config = tmp_path / "patient.yaml"
+    config.write_text("redis:\n  timeout_s: 60\n")
+    with LocalRedisServer() as server:
+        client = redis.Redis.from_url(server.url)
+        argv = [str(Path(sys.executable).parent / "emotion-stream"), "process", str(micro_video[0]), "--weights",
+                str(weights), "--imgsz", str(imgsz), "--out", str(tmp_path), "--cpu-backend", "pytorch", "--quiet",
+                "--batch", "1", "--redis", server.url, "--config", str(config), "--source-id", "talk"]
+        run = subprocess.Popen(argv, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+        while client.xlen("emotion:frames:talk") < 5 and run.poll() is None:
+            threading.Event().wait(0.05)
+        server.kill()
+        threading.Event().wait(1.0)
+        run.send_signal(subprocess.signal.SIGINT)
+        threading.Event().wait(3.0)
+        run.send_signal(subprocess.signal.SIGINT)
+        out, err = run.communicate(timeout=100)
+    assert run.returncode in (5, 130) and "Traceback" not in err, err
+    summary = json.loads((tmp_path / "talk" / "summary.json").read_text())
+    assert summary["interrupted"] and summary["frames"] > 5
+    assert "not written" in summary["redis_problem"] and list(tmp_path.glob("talk/redis-spill-*.jsonl"))

@@ -181,28 +181,29 @@ def _run(
                 feed.stop()
                 engine.wait()
     finally:
-        feed.stop()  # only matters when the engine failed: its decoders stop waiting
-        bar.close()
-        seconds = time.perf_counter() - started
-        for output in outputs.values():
-            if engine.error is not None and not output.state.final:
-                output.fail(f"inference stopped: {engine.error}")
-        redis_problems = redis_run.finish(outputs, config.redis.timeout_s * 2) if redis_run is not None else {}
-        for job, report in zip(jobs, reports):
-            output = outputs[job.source_id]
-            report.summary, report.seconds = output.summary, seconds
-            report.interrupted = interrupted and output.state not in (SourceState.ENDED, SourceState.FAILED)
-            report.source_problem = output.problem
-            report.stages = times.overall()
-            report.opened = output.went_live
-            if redis_run is not None:
-                _redis_outcome(redis_run, output, report, redis_problems.get(job.source_id))
-            try:  # an unwritable or full output folder fails this file's outputs, not the job
-                output.close()
-                if report.opened:  # a file that never opened keeps whatever an earlier run left
-                    (report.output_dir / "summary.json").write_text(json.dumps(_summary_json(report), indent=2))
-            except OSError as exc:
-                report.source_problem = report.source_problem or f"cannot write outputs to {report.output_dir}: {exc}"
+        with StopSignals() as closing:  # a Ctrl-C now only cuts the wait for Redis short
+            feed.stop()  # only matters when the engine failed: its decoders stop waiting
+            bar.close()
+            seconds = time.perf_counter() - started
+            for output in outputs.values():
+                if engine.error is not None and not output.state.final:
+                    output.fail(f"inference stopped: {engine.error}")
+            redis_problems = redis_run.finish(outputs, config.redis.timeout_s * 2, closing.requested) if redis_run is not None else {}
+            for job, report in zip(jobs, reports):
+                output = outputs[job.source_id]
+                report.summary, report.seconds = output.summary, seconds
+                report.interrupted = interrupted and output.state not in (SourceState.ENDED, SourceState.FAILED)
+                report.source_problem = output.problem
+                report.stages = times.overall()
+                report.opened = output.went_live
+                if redis_run is not None:
+                    _redis_outcome(redis_run, output, report, redis_problems.get(job.source_id))
+                try:  # an unwritable or full output folder fails this file's outputs, not the job
+                    output.close()
+                    if report.opened:  # a file that never opened keeps whatever an earlier run left
+                        (report.output_dir / "summary.json").write_text(json.dumps(_summary_json(report), indent=2))
+                except OSError as exc:
+                    report.source_problem = report.source_problem or f"cannot write outputs to {report.output_dir}: {exc}"
     return reports
 
 

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import hashlib
 import logging
+import threading
 from collections import Counter
 from dataclasses import dataclass
 from pathlib import Path
@@ -44,16 +45,17 @@ class RedisRun:
         return RedisSink(self.writer, job.source_id, model_id, self.keys, config.redis.maxlen, str(job.path),
                          run=self.records[job.source_id], resume=self.resume[job.source_id])
 
-    def finish(self, outputs: dict[str, SourceOutput], timeout_s: float) -> dict[str, str]:
-        """Flush, record in each affected source's status what Redis lacks of it, close the writer;
-        returns the problem of each source whose entries are not all in Redis."""
-        self.writer.flush(timeout_s)
+    def finish(self, outputs: dict[str, SourceOutput], timeout_s: float,
+               stop: threading.Event | None = None) -> dict[str, str]:
+        """Flush (until `timeout_s` or `stop`), record in each affected source's status what Redis lacks
+        of it, close the writer; returns the problem of each source whose entries are not all in Redis."""
+        self.writer.flush(timeout_s, stop)
         problems = self._problems()
         for source_id, problem in problems.items():
             sink = outputs[source_id].redis
             if sink is not None:
                 sink.incomplete(problem)
-        self.writer.close(0.0 if self.writer.pending else timeout_s)
+        self.writer.close(0.0 if self.writer.pending or (stop and stop.is_set()) else timeout_s)
         return self._problems()
 
     def _problems(self) -> dict[str, str]:

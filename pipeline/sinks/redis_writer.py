@@ -86,11 +86,12 @@ class RedisWriter:
             self.buffer.extend(commands)
             self._wake.set()
 
-    def flush(self, timeout_s: float) -> bool:
-        """Wait until everything queued is written; False if Redis did not take it in time."""
+    def flush(self, timeout_s: float, stop: threading.Event | None = None) -> bool:
+        """Wait until everything queued is written, for at most `timeout_s` or until `stop` is set;
+        False if Redis did not take it in time."""
         self._wake.set()
         deadline = time.monotonic() + timeout_s
-        while self.pending and time.monotonic() < deadline:
+        while self.pending and time.monotonic() < deadline and not (stop and stop.is_set()):
             self._idle.wait(min(0.1, max(0.0, deadline - time.monotonic())))
         return not self.pending
 
