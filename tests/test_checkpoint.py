@@ -103,6 +103,7 @@ def test_evaluate_and_train_refuse_it(
     run = ["--data", str(data_yaml), f"project={tmp_path / 'runs'}", "name=run", "imgsz=64", "epochs=1",
            "augment.paper=false"]
     _refused(main(["train", *run, f"model={malicious}"]), capsys, marker)
+    _refused(main(["train", *run, "model=yolov8n.yaml", f"pretrained={malicious}"]), capsys, marker)
     (tmp_path / "runs" / "run" / "weights").mkdir(parents=True)
     shutil.copy2(malicious, tmp_path / "runs" / "run" / "weights" / "last.pt")
     _refused(main(["train", "--resume", *run]), capsys, marker)

@@ -125,3 +125,13 @@ def test_a_database_that_is_not_a_number_is_refused(
     code, err = _cli_error(["process", str(scripted_video[0]), "--weights", str(weights), "--imgsz", str(imgsz),
                             "--out", str(tmp_path), "--redis", url, "--quiet"], capsys)
     assert code == 2 and len(err) == 1 and "database 'abc' is not a number" in err[0]
+
+
+@pytest.mark.parametrize("url", ["redis://:pw@[::1/0", "redis://127.0.0.1:99999/0"])
+def test_a_malformed_redis_url_is_one_line_with_the_password_masked(
+    scripted_video: tuple, weights: Path, imgsz: int, url: str, tmp_path: Path, capsys: pytest.CaptureFixture
+) -> None:
+    for argv in (["process", str(scripted_video[0]), "--weights", str(weights), "--imgsz", str(imgsz),
+                  "--out", str(tmp_path), "--redis", url, "--quiet"], ["subscribe", "cam", "--redis", url]):
+        code, err = _cli_error(argv, capsys)
+        assert code == 2 and len(err) == 1 and "invalid Redis URL" in err[0] and ":pw@" not in err[0]

@@ -72,7 +72,9 @@ def run_training(config: TrainConfig, data: str | Path, resume: bool = False) ->
         if config.augment.paper:
             args |= {"augmentations": paper_augmentations(config.augment.probabilities), "fliplr": 0.0, "flipud": 0.0}
             _save_augmentation_figure(data_yaml, run_dir)
-        with _architecture(str(architecture)) as start:
+        with _architecture(str(architecture)) as start, _pretrained(args.get("pretrained")) as pretrained:
+            if pretrained is not None:
+                args["pretrained"] = pretrained
             trainer_model = YOLO(start, task="detect")
             trainer_model.train(data=str(data_yaml), **args)
     trainer = trainer_model.trainer
@@ -86,6 +88,16 @@ def _architecture(architecture: str) -> Iterator[str]:
         yield architecture
         return
     with loadable_weights(Path(architecture)) as checked:
+        yield str(checked)
+
+
+@contextmanager
+def _pretrained(value: object) -> Iterator[str | None]:
+    """`train.pretrained` given as a weights path: a checked copy (ultralytics unpickles it); None otherwise."""
+    if not isinstance(value, str) or value.lower() in ("true", "false"):
+        yield None
+        return
+    with loadable_weights(Path(value)) as checked:
         yield str(checked)
 
 

@@ -33,7 +33,11 @@ class RedisUnreachable(SinkError):
 
 def check_redis_url(url: str) -> None:
     """ConfigError for a URL redis-py would misread: a database that is not a number means db 0 to it."""
-    parsed = urlparse(url)
+    try:
+        parsed = urlparse(url)
+        parsed.port  # noqa: B018 - parsing the port raises for a malformed host or port
+    except ValueError as exc:
+        raise ConfigError(f"invalid Redis URL {mask_uri(url)}: {exc}") from None
     if parsed.scheme not in ("redis", "rediss", "unix"):
         raise ConfigError(f"invalid Redis URL {mask_uri(url)}: it must start with redis://, rediss:// or unix://")
     databases = parse_qs(parsed.query).get("db", [])
