@@ -278,3 +278,27 @@ def test_malformed_pubsub_messages_are_reported_and_skipped(redis_url: str) -> N
     assert len(skipped) == len(bad) and all(s.where == "a message on emotion:events" for s in skipped)
 
 
+
+
+def test_until_ended_waits_through_an_interrupted_run(redis_url: str) -> None:
+    """`interrupted` is not the end: a re-run continues the stream, so the reader waits for it."""
+    client = redis.Redis.from_url(redis_url)
+    client.xadd("emotion:frames:cam", GOOD_FRAMES["1-0"], id="1-0")
+    client.hset("emotion:sources", "cam", json.dumps({"state": "interrupted", "frames": 1}))
+    reader = subprocess.Popen([str(SCRIPT), "subscribe", "cam", "--from-start", "--until-ended", "--redis", redis_url],
+                              stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    try:
+        first = reader.stdout.readline()
+        wait_for_blocked_reader(redis_url)
+        try:  # a reader that took `interrupted` for the end would stop after its next read (1 s)
+            reader.wait(timeout=3)
+        except subprocess.TimeoutExpired:
+            pass
+        still_reading = reader.poll() is None
+        client.xadd("emotion:frames:cam", GOOD_FRAMES["1-0"], id="2-0")
+        client.hset("emotion:sources", "cam", ENDED)
+        rest, _ = reader.communicate(timeout=30)
+    finally:
+        reader.kill()
+    assert "frame      0" in first and still_reading
+    assert reader.returncode == 0 and "frame      0" in rest

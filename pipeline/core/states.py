@@ -22,10 +22,16 @@ class SourceState(str, Enum):
         return self in (SourceState.ENDED, SourceState.FAILED, SourceState.INTERRUPTED)
 
     @property
+    def finished(self) -> bool:
+        """True when the source's streams are complete (ended or failed); an interrupted source is
+        not: a re-run of the same file continues its streams."""
+        return self in (SourceState.ENDED, SourceState.FAILED)
+
+    @property
     def closes_tracks(self) -> bool:
         """True for states after which no face can appear again (each open track gets its face_exit);
         an interrupted source keeps its tracks open for the run that resumes it."""
-        return self in (SourceState.ENDED, SourceState.FAILED)
+        return self.finished
 
     def allows(self, target: SourceState) -> bool:
         """True when a source in this state may move to `target`."""

@@ -127,7 +127,8 @@ class SourcesEnded:
         self._reported: set[tuple[str, bytes]] = set()
 
     def __call__(self, streams: list[str]) -> bool:
-        """True when `streams` is not empty and each one's source is in a final state."""
+        """True when `streams` is not empty and each one's source has finished (ended or failed; an
+        interrupted source is waited for: a re-run continues it)."""
         if not streams:
             return False
         sources = [RedisKeys.source_of(stream) for stream in streams]
@@ -139,7 +140,7 @@ class SourcesEnded:
         if raw is None:
             return False
         try:
-            return parse_status(raw).final
+            return parse_status(raw).finished
         except MalformedEntry as exc:
             if (source, raw) not in self._reported:
                 self._reported.add((source, raw))
