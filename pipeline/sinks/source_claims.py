@@ -4,7 +4,9 @@ Before a run (`process` or `serve`) checks or writes a source's keys it claims t
 `SET {prefix}:claim:{source} <holder> NX PX <ttl>`, atomic, so of two runs started at the
 same moment exactly one gets it and the other is refused. A thread renews the claims every
 third of the ttl; the run releases them at its end. A run that crashed stops renewing, so
-its claims expire after the ttl and a later run is not blocked for long.
+its claims expire after the ttl and a later run is not blocked for long. While Redis refuses
+writes (full, read-only) or is away, the run goes on and the thread takes the claim once it
+can; a run that took it meanwhile is reported (`lost`), since their entries may mix.
 """
 
 from __future__ import annotations
@@ -22,6 +24,7 @@ import redis
 
 from pipeline.core.contract import RedisKeys
 from pipeline.core.errors import SinkError
+from pipeline.sinks.redis_replies import ReplyKind, classify, describe
 
 log = logging.getLogger(__name__)
 
@@ -93,6 +96,7 @@ class SourceClaims:
         self.ttl_ms = int(ttl_s * 1000)
         self.holder = Holder.for_this_run(command)
         self.held: list[str] = []
+        """Ids this run claimed (or claims as soon as Redis takes writes again)."""
         self.lost: dict[str, str] = {}
         """Source ids another run took while this one could not renew, with that run's description."""
         self._renew = client.register_script(_RENEW)
@@ -103,7 +107,15 @@ class SourceClaims:
     def claim(self, source_id: str) -> None:
         """Claim `source_id`; SourceTaken (one line, naming it and its holder) when another run holds it."""
         key = self.keys.claim(source_id)
-        if self.client.set(key, self.holder.value(), nx=True, px=self.ttl_ms):
+        try:
+            taken = self.client.set(key, self.holder.value(), nx=True, px=self.ttl_ms)
+        except redis.ResponseError as exc:
+            if classify(exc) is not ReplyKind.REFUSED:
+                raise
+            log.warning("source %s: Redis refuses writes for now (%s); the run claims it once Redis takes them",
+                        source_id, describe(exc))
+            taken = True  # the renewing thread takes it when it can (or reports that another run did)
+        if taken:
             self.held.append(source_id)
             return
         holder = Holder.parse(self.client.get(key))
