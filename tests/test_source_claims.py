@@ -157,7 +157,8 @@ def test_serve_refuses_an_id_holding_a_process_run_and_reports_duplicates(
     code = main(argv)
     captured = capsys.readouterr()
     assert code == 0 and "cam2: ended, 30 frames" in captured.out
-    assert "cam2: Redis already held 30 of its frame entries" in captured.err and "0 were written" in captured.err
+    assert "cam2: Redis already held entries with the ids of 30 of its frames" in captured.err
+    assert "; 0 frame entries were written" in captured.err
     assert client.xlen(KEYS.frames("cam2")) == 30
 
 
