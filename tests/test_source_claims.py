@@ -131,7 +131,7 @@ def test_a_live_runs_claim_is_renewed_and_a_crashed_runs_claim_expires(redis_url
     assert not redis.Redis.from_url(redis_url).exists(KEYS.claim("cam"))
 
 
-def test_serve_refuses_an_id_holding_a_process_run_and_reports_duplicates(
+def test_serve_refuses_ids_of_a_process_run_or_being_written_and_reports_duplicates(
     redis_url: str, clips: tuple, detector: EmotionDetector, weights: Path, imgsz: int, tmp_path: Path,
     capsys: pytest.CaptureFixture
 ) -> None:
@@ -141,13 +141,20 @@ def test_serve_refuses_an_id_holding_a_process_run_and_reports_duplicates(
     entries, status = client.xrange(KEYS.frames("cam1")), client.hget(KEYS.sources, "cam1")
     config = tmp_path / "serve.yaml"
     config.write_text(f"redis: {{url: '{redis_url}'}}\noutput: {{dir: '{tmp_path / 'serve'}'}}\n"
-                      f"sources:\n  - {{id: cam1, uri: '{b}'}}\n  - {{id: cam2, uri: '{b}'}}\n")
+                      f"sources:\n  - {{id: cam1, uri: '{b}'}}\n  - {{id: cam2, uri: '{b}'}}\n"
+                      f"  - {{id: cam3, uri: '{b}'}}\n")
     argv = ["serve", "--config", str(config), *_model_flags(weights, imgsz)]
-    code = main(argv)
+    writing = SourceClaims(redis.Redis.from_url(redis_url), KEYS, "process", ttl_s=30)
+    writing.claim("cam3")
+    try:
+        code = main(argv)
+    finally:
+        writing.release()
     out = capsys.readouterr().out
     assert code == 0, out
     assert "cam1: failed, 0 frames" in out and "Redis holds a process run of a.mp4 under this id" in out
-    assert "cam2: ended, 30 frames" in out
+    assert "cam3: failed, 0 frames" in out and "source cam3: another run is writing it (process pid" in out
+    assert "cam2: ended, 30 frames" in out and not client.exists(KEYS.frames("cam3"))
     assert client.xrange(KEYS.frames("cam1")) == entries and client.hget(KEYS.sources, "cam1") == status
     again = process_video(_config(redis_url, tmp_path), a, "cam1", detector, show_progress=False)
     assert again.redis_resumed == "ended" and again.redis_written == 0
