@@ -39,6 +39,11 @@ def _run_serve(args: argparse.Namespace) -> int:
             f"{source_id}: {state}, {report.frames[source_id]} frames, {report.dropped[source_id]} dropped, "
             f"{report.reconnects[source_id]} reconnects" + (f" ({mask_uri(failure)})" if failure else "")
         )
+        if report.redis_duplicates[source_id]:
+            print(f"emotion-stream: warning: {source_id}: Redis already held entries with the ids of "
+                  f"{report.redis_duplicates[source_id]} of its frames (an earlier run under this id, or a replay "
+                  f"after an outage) and kept those; {report.redis_written[source_id]} frame entries were written",
+                  file=sys.stderr)
     print(f"engine stages busy: {report.stages}")
     if report.redis_unwritten or report.redis_rejected:
         print(f"emotion-stream: error: Redis did not take {report.redis_unwritten + report.redis_rejected} commands "

@@ -21,6 +21,10 @@ class RedisKeys:
         """Stream of events of one source."""
         return f"{self.prefix}:events:{source_id}"
 
+    def claim(self, source_id: str) -> str:
+        """String naming the one run that may write the source's keys now (expires unless renewed)."""
+        return f"{self.prefix}:claim:{source_id}"
+
     def dead_letters(self, source_id: str) -> str:
         """Stream where consumer groups move the malformed entries of one source's streams."""
         return f"{self.prefix}:dead:{source_id}"

@@ -4,24 +4,30 @@ Decoder processes (`supervisor`) feed shared memory, `LiveFeed` makes fair batch
 each source's status changes in order, the `Watchdog` restarts stalled decoders on its own
 thread, and the engine (`engine.stages`) overlaps preprocessing, inference, tracking and
 writing. This module wires them, logs metrics, and on SIGINT/SIGTERM stops the decoders,
-lets the engine finish what is in flight and flushes the sinks.
+lets the engine finish what is in flight and flushes the sinks. Each source id is claimed in
+Redis first (see `source_claims`); one that another run is writing, or whose data belongs to
+a `process` run or to nothing serve wrote, fails alone and the others are served.
 """
 
 from __future__ import annotations
 
 import logging
 import time
+from collections import Counter
 from dataclasses import dataclass, field
 from pathlib import Path
 
+import redis
+
 from pipeline.core.config import PipelineConfig, SourceSpec
 from pipeline.core.contract import RedisKeys
-from pipeline.core.errors import ConfigError
+from pipeline.core.errors import ConfigError, SinkError
 from pipeline.core.metrics import PipelineMetrics
 from pipeline.core.shutdown import StopSignals
 from pipeline.core.source_ids import output_folder
 from pipeline.core.stage_times import StageTimes
 from pipeline.core.states import SourceState
+from pipeline.core.uris import mask_uri
 from pipeline.engine.detector import EmotionDetector
 from pipeline.engine.loading import load_detectors
 from pipeline.engine.stages import LANE_BATCHES, Engine
@@ -30,8 +36,11 @@ from pipeline.live.feed import LiveFeed
 from pipeline.live.supervisor import DecoderSupervisor
 from pipeline.live.watchdog import Watchdog
 from pipeline.sinks.files import FileSink
+from pipeline.sinks.redis_replies import describe
+from pipeline.sinks.redis_resume import check_live_source
 from pipeline.sinks.redis_sink import RedisSink, RedisUnreachable, connect
 from pipeline.sinks.redis_writer import Command, RedisWriter
+from pipeline.sinks.source_claims import SourceClaims, claim_ttl_s
 from pipeline.sinks.source_output import SourceOutput
 
 log = logging.getLogger(__name__)
@@ -50,6 +59,10 @@ class ServeReport:
     """Commands Redis did not take before the end (kept in the spill file for the next run)."""
     redis_rejected: int = 0
     """Commands Redis rejected for good (kept in the rejected file beside the spill file)."""
+    redis_written: Counter[str] = field(default_factory=Counter)
+    """Frame entries Redis took, per source."""
+    redis_duplicates: Counter[str] = field(default_factory=Counter)
+    """Frame entries Redis dropped because it held entries with their ids already, per source."""
     failures: dict[str, str] = field(default_factory=dict)
     """Sources failed downstream (tracker or sink), with the reason."""
     metrics: PipelineMetrics | None = None
@@ -71,9 +84,29 @@ def serve(
     """Run every configured source until all have ended or failed, a stop signal, or `max_seconds`."""
     if not config.sources:
         raise ConfigError("no sources configured: add a 'sources:' list (see configs/cameras.yaml)")
-    _check_redis(config)
+    claims, refused = _claim_sources(config)
+    try:
+        report = _serve_claimed(config, refused, detectors, realtime_files, max_seconds)
+    finally:
+        if claims is not None:
+            claims.release()
+    for source_id, holder in (claims.lost if claims is not None else {}).items():
+        report.failures.setdefault(source_id, f"{holder} took its claim while Redis was unreachable; its entries "
+                                              "may be mixed with that run's")
+    return report
+
+
+def _serve_claimed(config: PipelineConfig, refused: dict[str, str], detectors: list[EmotionDetector] | None,
+                   realtime_files: bool, max_seconds: float | None) -> ServeReport:
+    """Serve the sources whose ids were not `refused` (those are reported failed, with the reason)."""
+    report = ServeReport(states={source_id: SourceState.FAILED.value for source_id in refused}, failures=refused,
+                         frames=dict.fromkeys(refused, 0), dropped=dict.fromkeys(refused, 0),
+                         reconnects=dict.fromkeys(refused, 0))
+    served = [spec for spec in config.sources if spec.id not in refused]
+    if not served:
+        return report
     times = StageTimes()
-    metrics = PipelineMetrics([spec.id for spec in config.sources], config.metrics.log_interval_s,
+    metrics = PipelineMetrics([spec.id for spec in served], config.metrics.log_interval_s,
                               config.metrics.port, times, config.metrics.host)  # a busy port fails before the model loads
     try:
         detectors = detectors or load_detectors(config.model, config.batching.batch)
@@ -81,7 +114,7 @@ def serve(
         metrics.close()
         raise
     writer = _writer(config, RedisKeys(config.redis.prefix), metrics)
-    supervisor = DecoderSupervisor(config.sources, config.live, config.batching.batch, realtime_files,
+    supervisor = DecoderSupervisor(served, config.live, config.batching.batch, realtime_files,
                                    in_flight_batches=LANE_BATCHES * len(detectors))
     outputs = {
         handle.spec.id: _output(config, handle.spec, handle.live, detectors[0], writer, metrics)
@@ -90,7 +123,7 @@ def serve(
     feed = LiveFeed(supervisor, config.batching.max_wait_ms / 1000)
     watchdog = Watchdog(supervisor)
     engine = Engine(detectors, feed, outputs, config.batching.batch, times, on_written=metrics.processed)
-    report = ServeReport(metrics=metrics)
+    report.metrics = metrics
     started = time.monotonic()
     stopping = False
 
@@ -143,6 +176,10 @@ def _close(supervisor: DecoderSupervisor, watchdog: Watchdog, outputs: dict[str,
     if writer is not None:
         report.redis_unwritten = writer.close(config.redis.timeout_s)
         report.redis_rejected = sum(writer.rejected.values())
+        keys = RedisKeys(config.redis.prefix)
+        for source_id in supervisor.handles:
+            report.redis_written[source_id] = writer.written[keys.frames(source_id)]
+            report.redis_duplicates[source_id] = writer.duplicates[keys.frames(source_id)]
     metrics.close()
 
 
@@ -158,15 +195,36 @@ def _output(config: PipelineConfig, spec: SourceSpec, live: bool, detector: Emot
                         on_status=lambda change: metrics.state(change.source_id, change.state.value))
 
 
-def _check_redis(config: PipelineConfig) -> None:
-    """A malformed Redis URL (ConfigError) or refused credentials (SinkError) stop serve before it
-    starts; an outage does not: results wait (memory, then disk) until Redis answers."""
+def _claim_sources(config: PipelineConfig) -> tuple[SourceClaims | None, dict[str, str]]:
+    """Claim and check every source's id; the claims (renewed until released) and the refused ids with
+    the reason. A malformed Redis URL (ConfigError) or refused credentials (SinkError) stop serve before
+    it starts; an outage does not: results wait (memory, then disk) until Redis answers, unclaimed."""
     if not config.redis.url:
-        return
+        return None, {}
     try:
-        connect(config.redis.url, config.redis.timeout_s).close()
+        client = connect(config.redis.url, config.redis.timeout_s)
     except RedisUnreachable as exc:
-        log.warning("%s; serving anyway, results wait (memory, then disk) until it answers", exc)
+        log.warning("%s; serving anyway (the source ids are not claimed), results wait (memory, then disk) "
+                    "until it answers", exc)
+        return None, {}
+    keys = RedisKeys(config.redis.prefix)
+    claims = SourceClaims(client, keys, "serve", claim_ttl_s(config.redis.timeout_s))
+    refused: dict[str, str] = {}
+    try:
+        for spec in config.sources:
+            try:
+                claims.claim(spec.id)
+                check_live_source(client, keys, spec.id)
+            except SinkError as exc:
+                claims.drop(spec.id)
+                refused[spec.id] = str(exc)
+                log.error("%s", exc)
+    except redis.RedisError as exc:
+        claims.release()
+        raise SinkError(f"Redis at {mask_uri(config.redis.url)} failed the checks before serving: "
+                        f"{describe(exc) if isinstance(exc, redis.ResponseError) else exc}") from None
+    claims.keep()
+    return claims, refused
 
 
 def _writer(config: PipelineConfig, keys: RedisKeys, metrics: PipelineMetrics) -> RedisWriter | None:

@@ -3,7 +3,8 @@
 Idempotence keys on what the entries are (the run record: file, model, settings), not on
 their position: a re-run of the same record resumes after the entries that are there (adding
 nothing when the earlier run ended), a run of another record is refused unless it replaces
-the source's streams explicitly.
+the source's streams explicitly. A job plans every source first and clears any only once all
+of them may go ahead. `serve` writes only ids that are empty or its own.
 """
 
 from __future__ import annotations
@@ -37,22 +38,31 @@ class ResumePoint:
     """The earlier run's last state (ended: this run adds nothing)."""
 
 
-def prepare_source(client: redis.Redis, keys: RedisKeys, source_id: str, record: RunRecord,
-                   replace: bool) -> ResumePoint | None:
-    """Where the run of `record` may write for `source_id`: None to write from the start, a
-    `ResumePoint` to skip what is there; SinkError when Redis holds other data under its keys.
-    `replace` deletes the source's frames and events streams and status first."""
+@dataclass(frozen=True)
+class SourcePlan:
+    """What a file run does with a source id, decided before anything is written."""
+
+    source_id: str
+    resume: ResumePoint | None
+    """None to write from the start."""
+    clear: bool
+    """Delete the source's streams and status first (`replace`)."""
+
+
+def plan_source(client: redis.Redis, keys: RedisKeys, source_id: str, record: RunRecord,
+                replace: bool) -> SourcePlan:
+    """Where the run of `record` may write for `source_id`, changing nothing: SinkError when Redis
+    holds other data under its keys. With `replace` the source's own keys are cleared whatever they
+    hold (see `clear_source`); the shared status hash must still be a hash."""
     frames_key, events_key = keys.frames(source_id), keys.events(source_id)
-    _check_type(client, frames_key, "stream")
-    _check_type(client, events_key, "stream")
     _check_type(client, keys.sources, "hash")
     if replace:
-        client.delete(frames_key, events_key)
-        client.hdel(keys.sources, source_id)
-        return None
+        return SourcePlan(source_id, None, clear=True)
+    _check_type(client, frames_key, "stream")
+    _check_type(client, events_key, "stream")
     frames_top, events_top = _top(client, frames_key), _top(client, events_key)
     if frames_top is None and events_top is None:
-        return None
+        return SourcePlan(source_id, None, clear=False)
     status = _status(client, keys.sources, source_id)
     earlier = status.get("run") if isinstance(status.get("run"), dict) else {}
     if earlier.get("id") != record.id:
@@ -61,15 +71,39 @@ def prepare_source(client: redis.Redis, keys: RedisKeys, source_id: str, record:
             "a run that did not record what it was"
         raise SinkError(f"{frames_key} holds {held} entries of {what}; pass --replace to replace them, "
                         "or use another --source-id")
-    return ResumePoint(frames_top or (0, 0), events_top or (0, 0), str(status.get("state", "")))
+    resume = ResumePoint(frames_top or (0, 0), events_top or (0, 0), str(status.get("state", "")))
+    return SourcePlan(source_id, resume, clear=False)
 
 
-def _check_type(client: redis.Redis, key: str, expected: str) -> None:
+def clear_source(client: redis.Redis, keys: RedisKeys, source_id: str) -> None:
+    """Delete the source's frames and events keys (whatever their type) and its status."""
+    client.delete(keys.frames(source_id), keys.events(source_id))
+    client.hdel(keys.sources, source_id)
+
+
+def check_live_source(client: redis.Redis, keys: RedisKeys, source_id: str) -> None:
+    """SinkError unless what Redis holds under `source_id` is nothing or an earlier `serve` run's: a
+    `process` run (its status has a run record) or streams without a status belong to something else."""
+    frames_key, events_key = keys.frames(source_id), keys.events(source_id)
+    _check_type(client, keys.sources, "hash")
+    _check_type(client, frames_key, "stream", "the source id")
+    _check_type(client, events_key, "stream", "the source id")
+    status = _status(client, keys.sources, source_id)
+    run = status.get("run")
+    if isinstance(run, dict):
+        raise SinkError(f"source {source_id}: Redis holds a process run of {run.get('video')} under this id "
+                        f"({client.xlen(frames_key)} entries in {frames_key}); serve another id, or delete them")
+    if not status and (_top(client, frames_key) or _top(client, events_key)):
+        raise SinkError(f"source {source_id}: {frames_key} holds {client.xlen(frames_key)} entries that no run "
+                        "recorded in the status; serve another id, or delete them")
+
+
+def _check_type(client: redis.Redis, key: str, expected: str, other: str = "") -> None:
     held = client.type(key)
     held = held.decode() if isinstance(held, bytes) else held
     if held not in ("none", expected):
-        raise SinkError(f"Redis key {key} holds a {held}, not a {expected}: delete it or use another "
-                        f"{'--source-id' if expected == 'stream' else 'redis.prefix'}")
+        other = other or ("--source-id" if expected == "stream" else "redis.prefix")
+        raise SinkError(f"Redis key {key} holds a {held}, not a {expected}: delete it or use another {other}")
 
 
 def _top(client: redis.Redis, key: str) -> StreamId | None:
