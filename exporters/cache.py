@@ -18,7 +18,11 @@ from pipeline.core.errors import ModelError
 
 log = logging.getLogger(__name__)
 
-FAST_CPU_FORMATS = {"openvino": "_openvino_model", "onnx": ".onnx"}
+EXPORT_STEM = "model"
+"""What the exporter is given the weights as: cached artifacts are named after this, not after the user's
+file, so the same weights under any file name find the same export."""
+FAST_CPU_FORMATS = {"openvino": f"{EXPORT_STEM}_openvino_model", "onnx": f"{EXPORT_STEM}.onnx"}
+"""Each CPU fast-path format and the artifact its export writes."""
 
 
 def cache_root() -> Path:
@@ -38,40 +42,67 @@ def file_digest(path: Path) -> str:
 
 
 def cached_cpu_export(weights: Path, fmt: str) -> Path:
-    """The `fmt` export (openvino or onnx, dynamic shapes, FP32) of `.pt` weights, built once."""
+    """The `fmt` export (openvino or onnx, dynamic shapes, FP32) of `.pt` weights, built once.
+
+    The cache is keyed by the weights' content alone: renamed or copied weights reuse the export."""
     if fmt not in FAST_CPU_FORMATS:
         raise ModelError(f"unknown CPU backend {fmt!r}: use one of {', '.join(FAST_CPU_FORMATS)} or pytorch")
     with verified_copy(weights) as checked:
         folder = cache_root() / "exports" / f"{file_digest(checked)[:16]}-{fmt}-dynamic"
-        artifact = folder / f"{weights.stem}{FAST_CPU_FORMATS[fmt]}"
+        artifact = folder / FAST_CPU_FORMATS[fmt]
         if not artifact.exists():
-            _export_into(checked, weights.name, fmt, folder)
+            log.info("exporting %s to %s for the CPU fast path (once; cached in %s)", weights.name, fmt, folder)
+            _export_into(checked, fmt, folder, weights.name)
+    if not artifact.exists():
+        raise ModelError(f"the {fmt} export of {weights} did not appear in the cache at {folder}")
     return artifact
 
 
-def _export_into(weights: Path, name: str, fmt: str, folder: Path) -> None:
-    """Export `weights` (a checked copy) as `name` in a private staging folder, then move it to `folder`."""
-    log.info("exporting %s to %s for the CPU fast path (once; cached in %s)", name, fmt, folder)
+def _export_into(weights: Path, fmt: str, folder: Path, name: str) -> None:
+    """Export `weights` (a checked copy of the user's file `name`) in a private staging folder, then
+    publish it as `folder`.
+
+    Publishing is one rename. When `folder` already exists, another process published the same
+    export first (its artifact is used) or it is left over without the artifact (an older
+    version's layout): then it is moved aside and replaced."""
     folder.parent.mkdir(parents=True, exist_ok=True)
     staging = Path(tempfile.mkdtemp(prefix=".staging-", dir=folder.parent))
     try:
-        shutil.copy2(weights, staging / name)
-        _export(staging / name, fmt)
-        (staging / name).unlink()
-        try:
-            staging.rename(folder)
-        except OSError:  # another process finished the same export first
-            shutil.rmtree(staging, ignore_errors=True)
-    except BaseException:
+        shutil.copy2(weights, staging / f"{EXPORT_STEM}.pt")
+        _export(staging / f"{EXPORT_STEM}.pt", fmt, name)
+        (staging / f"{EXPORT_STEM}.pt").unlink()
+        if not _published(staging, folder) and not (folder / FAST_CPU_FORMATS[fmt]).exists():
+            _discard(folder)
+            _published(staging, folder)
+    finally:
         shutil.rmtree(staging, ignore_errors=True)
-        raise
 
 
-def _export(weights: Path, fmt: str) -> Path:
+def _published(staging: Path, folder: Path) -> bool:
+    """Rename `staging` to `folder`; False when `folder` exists already."""
+    try:
+        staging.rename(folder)
+    except OSError:
+        return False
+    return True
+
+
+def _discard(folder: Path) -> None:
+    """Move a stale cache folder aside (atomically, so no reader sees it half deleted), then delete it."""
+    discarded = Path(tempfile.mkdtemp(prefix=".discarded-", dir=folder.parent))
+    try:
+        folder.rename(discarded / folder.name)
+    except OSError:  # another process replaced it first
+        pass
+    shutil.rmtree(discarded, ignore_errors=True)
+
+
+def _export(weights: Path, fmt: str, name: str) -> Path:
+    """Export `weights` next to themselves; ModelError naming the user's file `name` when the exporter fails."""
     from ultralytics import YOLO
 
     try:
         model = YOLO(str(weights), task="detect")
         return Path(model.export(format=fmt, dynamic=True, simplify=True, verbose=False))
     except Exception as exc:  # the exporter raises many types
-        raise ModelError(f"cannot export {weights.name} to {fmt}: {str(exc).splitlines()[0] if str(exc) else exc!r}") from None
+        raise ModelError(f"cannot export {name} to {fmt}: {str(exc).splitlines()[0] if str(exc) else exc!r}") from None

@@ -17,7 +17,7 @@ from exporters.engine import require_tensorrt
 from exporters.input_size import check_imgsz_range, check_imgsz_stride, model_stride
 from exporters.loading import load_backend, loadable_weights, torch_device
 from exporters.metadata import ExportMetadata, write_sidecar
-from exporters.triton import build_repository
+from exporters.triton import build_repository, check_model_name
 from pipeline.core.errors import ConfigError, ModelError
 from pipeline.core.yaml_loading import load_yaml_file
 
@@ -74,6 +74,7 @@ def _validate(request: ExportRequest) -> None:
     if not request.weights.is_file() or request.weights.suffix != ".pt":
         raise ModelError(f"export needs trained .pt weights; not found or not .pt: {request.weights}")
     check_imgsz_range(request.imgsz, "--imgsz")
+    check_model_name(request.name)
     if request.int8 and request.calib is None:
         raise ConfigError("--int8 needs --calib DATA: a data.yaml whose training images calibrate the quantisation")
     if request.int8 and request.half:

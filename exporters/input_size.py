@@ -11,7 +11,7 @@ from __future__ import annotations
 from pathlib import Path
 
 import torch
-from ultralytics.nn.autobackend import AutoBackend
+from ultralytics.nn.autobackend import AutoBackend, default_class_names
 
 from pipeline.core.config import MAX_IMGSZ
 from pipeline.core.errors import ConfigError, ModelError
@@ -50,9 +50,14 @@ def fixed_input_shape(backend: AutoBackend) -> list[int | None] | None:
     return None
 
 
+def has_class_names(backend: AutoBackend) -> bool:
+    """False when the model carried no ultralytics metadata: ultralytics then names 999 classes class0..class998."""
+    return backend.names != default_class_names()
+
+
 def check_model_input(backend: AutoBackend, weights: Path, imgsz: int, classes: int, name: str) -> None:
     """ConfigError when `imgsz` is not what a fixed-size export takes; ModelError when the model does
-    not run at it or does not answer with detections."""
+    not run at it, does not answer with detections or names no classes (no ultralytics metadata)."""
     shape = fixed_input_shape(backend) or [None, 3, None, None]
     if len(shape) != 4:
         raise ModelError(f"{weights} takes {len(shape)}-dimensional input; a detector takes [batch, 3, height, width]")
@@ -71,7 +76,10 @@ def check_model_input(backend: AutoBackend, weights: Path, imgsz: int, classes: 
         raise ModelError(f"{weights} does not run at {name} {imgsz}: {reason[:200]}") from None
     output = output[0] if isinstance(output, (list, tuple)) else output
     expected = 4 + classes
+    got = tuple(output.shape) if isinstance(output, torch.Tensor) else type(output).__name__
+    if not has_class_names(backend):
+        raise ModelError(f"{weights} has no ultralytics metadata (no class names): it answers {got}; "
+                         "use weights trained or exported by emotion-stream or ultralytics")
     if not isinstance(output, torch.Tensor) or output.ndim != 3 or output.shape[1] != expected:
-        got = tuple(output.shape) if isinstance(output, torch.Tensor) else type(output).__name__
         raise ModelError(f"{weights} is not an ultralytics detector with {classes} classes: it answers {got}, "
                          f"a detector [batch, {expected}, boxes]")

@@ -7,11 +7,23 @@ dimension is dynamic up to `max_batch`, with dynamic batching on; image size is 
 
 from __future__ import annotations
 
+import re
 from pathlib import Path
 
 from exporters.engine import write_bare_plan
+from pipeline.core.errors import ConfigError, shown
 
 STRIDES = (8, 16, 32)
+MODEL_NAME_PATTERN = re.compile(r"[A-Za-z0-9._-]{1,64}")
+"""A Triton model name: one folder name in the repository, never `.` or `..` (checked apart)."""
+
+
+def check_model_name(name: str, origin: str = "--name") -> str:
+    """`name` if it is a valid model name (a single folder inside the repository); ConfigError otherwise."""
+    if not MODEL_NAME_PATTERN.fullmatch(name) or name in (".", ".."):
+        raise ConfigError(f"{origin}: invalid Triton model name {shown(name)}: "
+                          "use 1-64 of A-Z a-z 0-9 . _ - (not '.' or '..')")
+    return name
 
 
 def anchors_for(imgsz: int) -> int:
@@ -23,7 +35,7 @@ def build_repository(
     model_file: Path, repo: Path, name: str, max_batch: int, class_count: int, imgsz: int
 ) -> tuple[Path, str, str]:
     """Write the repository for an .onnx or .engine file; returns (config path, input name, output name)."""
-    version = repo / name / "1"
+    version = repo / check_model_name(name) / "1"
     version.mkdir(parents=True, exist_ok=True)
     if model_file.suffix == ".engine":
         write_bare_plan(model_file, version / "model.plan")

@@ -1,9 +1,12 @@
 """Configuration: YAML loading, overrides, and clear errors for malformed files."""
 
+import os
+import re
 from pathlib import Path
 
 import pytest
 
+from pipeline.cli import main
 from pipeline.core.config import DEFAULT_CONFIG, load_config
 from pipeline.core.errors import ConfigError
 
@@ -91,7 +94,7 @@ def alias_bomb(levels: int) -> str:
         (f"model:\n  imgsz: {alias_bomb(4)}\n", "aliases (*l0) are not allowed at line 2"),
         ("model:\n  conf: 0.3\n  conf: 0.4\n", "duplicate key 'conf' at line 3"),
         ("model:\n  conf: 0.3\nmodel:\n  iou: 0.5\n", "duplicate key 'model' at line 3"),
-        ("model:\n" + "".join("  " * depth + "k:\n" for depth in range(1, 5000)), "nested deeper than 64 levels"),
+        ("model:\n" + "".join("  " * depth + "k:\n" for depth in range(1, 500)), "nested deeper than 64 levels"),
         ("model: " + "[" * 5000 + "]" * 5000 + "\n", "nested deeper than 64 levels"),
         ("model: !!python/object/apply:os.system [echo hi]\n", "could not determine a constructor"),
     ],
@@ -119,6 +122,24 @@ def test_a_huge_value_is_echoed_short(tmp_path: Path) -> None:
 def test_a_folder_given_as_config_is_named_as_a_folder(tmp_path: Path) -> None:
     with pytest.raises(ConfigError, match=f"config file {tmp_path} is a folder, not a YAML file"):
         load_config(tmp_path)
+
+
+def test_special_files_given_as_config_are_named_and_never_read(tmp_path: Path, capsys) -> None:
+    fifo = tmp_path / "pipe.yaml"
+    os.mkfifo(fifo)  # no writer: reading it would block forever
+    for path, kind in ((Path("/dev/zero"), "a character device"), (fifo, "a FIFO (named pipe)")):
+        with pytest.raises(ConfigError, match=re.escape(f"config file {path} is {kind}, not a YAML file")):
+            load_config(path)
+    assert main(["process", str(tmp_path / "none.mp4"), "--config", "/dev/zero"]) == 2
+    err = capsys.readouterr().err.strip()
+    assert err.splitlines() == ["emotion-stream: error: config file /dev/zero is a character device, not a YAML file"]
+
+
+def test_a_config_larger_than_the_limit_is_refused_unread(tmp_path: Path) -> None:
+    path = tmp_path / "huge.yaml"
+    path.write_text("# padding\n" * 200_000)  # 2 MB of comments: valid YAML, but no config is this large
+    with pytest.raises(ConfigError, match=f"config file {path} is larger than 1 MiB"):
+        load_config(path)
 
 
 @pytest.mark.parametrize("source_id", [".", "..", "cam\\n", "", "../up"])

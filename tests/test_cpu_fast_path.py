@@ -1,5 +1,10 @@
 """The CPU fast path: .pt weights exported once (cached) to ONNX Runtime or OpenVINO, same faces."""
 
+import multiprocessing
+import os
+import shutil
+from multiprocessing.queues import Queue
+from multiprocessing.synchronize import Event
 from pathlib import Path
 
 import numpy as np
@@ -7,7 +12,7 @@ import pytest
 
 from exporters.cache import cached_cpu_export
 from pipeline.core.config import PipelineConfig
-from pipeline.engine.detector import DetectorSettings, EmotionDetector
+from pipeline.engine.detector import DetectorSettings, EmotionDetector, model_id_for
 from pipeline.engine.loading import load_detector
 from pipeline.files.sources import VideoFileSource
 from tests.faces import faces_of
@@ -71,3 +76,55 @@ def test_pt_weights_on_cpu_take_the_configured_fast_path(weights: Path, imgsz: i
     plain = load_detector(config.model, config.batching.batch)
     assert plain.format == "pt"
     assert fast.model_id == plain.model_id, "outputs name the user's weights, not the cached export"
+
+
+def _export_in_another_process(weights: str, cache: str, start: Event, results: Queue) -> None:
+    os.environ["EMOTION_STREAM_CACHE"] = cache
+    start.wait(60)
+    results.put(str(cached_cpu_export(Path(weights), "onnx")))
+
+
+def test_renamed_weights_reuse_the_export_and_outputs_name_the_users_file(
+    weights: Path, imgsz: int, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("EMOTION_STREAM_CACHE", str(tmp_path / "cache"))
+    first = cached_cpu_export(weights, "onnx")
+    stamp = first.stat().st_mtime_ns
+    renamed = tmp_path / "best.pt"
+    shutil.copy2(weights, renamed)
+    assert cached_cpu_export(renamed, "onnx") == first and first.stat().st_mtime_ns == stamp
+    config = PipelineConfig()
+    config.model.weights, config.model.imgsz, config.model.cpu_backend = str(renamed), imgsz, "onnx"
+    detector = load_detector(config.model, config.batching.batch)
+    assert detector.weights == first
+    assert detector.model_id == model_id_for(renamed) and detector.model_id.startswith("best-")
+
+
+def test_a_cache_folder_without_the_export_is_replaced(weights: Path, tmp_path: Path,
+                                                       monkeypatch: pytest.MonkeyPatch) -> None:
+    """A folder left by an older layout (the export named after another file of the same weights) or broken."""
+    monkeypatch.setenv("EMOTION_STREAM_CACHE", str(tmp_path / "cache"))
+    exported = cached_cpu_export(weights, "onnx")
+    shutil.rmtree(exported.parent)
+    exported.parent.mkdir()
+    (exported.parent / "best.onnx").write_bytes(b"an older layout")
+    assert cached_cpu_export(weights, "onnx") == exported and exported.is_file()
+    assert sorted(p.name for p in exported.parent.parent.iterdir()) == [exported.parent.name]
+
+
+def test_concurrent_first_exports_of_the_same_weights_share_one_artifact(weights: Path, tmp_path: Path) -> None:
+    context = multiprocessing.get_context("spawn")
+    start, results = context.Event(), context.Queue()
+    workers = [context.Process(target=_export_in_another_process, args=(str(weights), str(tmp_path), start, results))
+               for _ in range(2)]
+    for worker in workers:
+        worker.start()
+    start.set()
+    paths = {results.get(timeout=300) for _ in workers}
+    for worker in workers:
+        worker.join(60)
+    assert [worker.exitcode for worker in workers] == [0, 0]
+    assert len(paths) == 1
+    artifact = Path(paths.pop())
+    assert artifact.is_file() and artifact.name == "model.onnx"
+    assert [p.name for p in (tmp_path / "exports").iterdir()] == [artifact.parent.name], "no staging left over"

@@ -165,3 +165,14 @@ def test_tensorrt_engine_dynamic_batch_matches_pytorch(weights: Path, imgsz: int
                                           frames[start : start + batch])]
         found, same_class, score, box = _agreement(reference, candidate, exact=False)
         assert found >= 0.99 and same_class >= 0.99 and score <= 0.05 and box <= 2.0
+
+
+@pytest.mark.parametrize("name", ["../../escaped", "..", ".", "a/b", "/tmp/emotion-absolute-name", "", "x" * 65])
+def test_triton_model_name_stays_inside_the_output_folder(weights: Path, tmp_path: Path, capsys, name: str) -> None:
+    out = tmp_path / "ex" / "tr"
+    code = main(["export", str(weights), "--format", "triton", "--triton-backend", "onnx", "--name", name,
+                 "--out", str(out)])
+    err = capsys.readouterr().err.strip()
+    assert code == 2 and len(err.splitlines()) == 1 and "invalid Triton model name" in err
+    assert [p.relative_to(tmp_path) for p in tmp_path.rglob("*")] == []
+    assert not Path("/tmp/emotion-absolute-name").exists()

@@ -30,8 +30,8 @@ GOOD_EVENTS = {
     # A class named like a JSON literal stays text; a field this reader does not know is kept.
     "5-0": {"v": "1", "type": "emotion_change", "ts": "1005", "pts": "0.500", "id": "3", "from": "happy",
             "to": "null", "onset": "0.4", "score": "0.8", "lat": "12"},
-    # A type this reader does not know passes unchecked.
-    "9-0": {"v": "1", "type": "gaze", "ts": "1009", "pts": "0.900", "at": "[1, 2]"},
+    # A type this reader does not know passes unchecked; an unknown field with a number JSON cannot hold stays text.
+    "9-0": {"v": "1", "type": "gaze", "ts": "1009", "pts": "0.900", "at": "[1, 2]", "x": "1e999", "y": "[1, -1e999]"},
     "20-0": {"v": "1", "type": "source_status", "ts": "1020", "pts": "2.000", "state": "ended", "reason": ""},
 }
 BAD_EVENTS = {
@@ -78,7 +78,16 @@ BAD_FRAMES = {
     "16-0": _frame(15, [FACE]) | {"v": "2"},                                       # another schema version
     "17-0": _frame(16, [FACE]) | {"faces": b"\x80\x81[]"},                         # binary junk
     "18-0": _frame(17, [FACE]) | {"faces": "[" * 100_000 + "]" * 100_000},         # nested past the recursion limit
+    "19-0": _frame(18, [FACE]) | {"faces": json.dumps([FACE])[:-2] + ', "x": 1e999}]'},  # an infinite extra number
 }
+
+
+def _strict_json(line: str) -> object:
+    """`line` parsed as standard JSON: NaN and Infinity, which Python's json writes and reads, are refused."""
+    def refuse(constant: str) -> None:
+        raise ValueError(f"{constant} is not JSON")
+
+    return json.loads(line, parse_constant=refuse)
 
 
 def _fill(client: redis.Redis, stream: str, *entries: dict[str, dict]) -> None:
@@ -104,9 +113,10 @@ def test_malformed_events_are_reported_and_skipped(redis_url: str, mode: list, c
     code, out, err = _subscribe(capsys, "--events", "--source", "e1", "--redis", redis_url, "--until-ended",
                                 "--json", *mode)
     assert code == 0, err
-    events = [json.loads(line) for line in out]
+    events = [_strict_json(line) for line in out]
     assert [e["ts"] for e in events] == [1000, 1005, 1009, 1020]
     assert events[1]["to"] == "null" and events[1]["lat"] == 12 and events[0]["box"] == [10.0, 20.0, 50.0, 70.0]
+    assert events[2]["x"] == "1e999" and events[2]["y"] == "[1, -1e999]"
     assert _skipped_ids(err) == set(BAD_EVENTS) and len(err) == len(BAD_EVENTS), err
     assert "entry 2-0 of emotion:events:e1: no 'type' field" in "\n".join(err)
 
@@ -258,7 +268,8 @@ def test_malformed_pubsub_messages_are_reported_and_skipped(redis_url: str) -> N
     good = {"v": "1", "type": "face_exit", "source": "e1", "ts": 5, "pts": 0.5, "id": 3, "emotion": "happy",
             "duration_ms": 400}
     bad = [b"\xff junk", "not json", "[1, 2]", json.dumps(good | {"v": 1}), json.dumps(good | {"source": "a b"}),
-           json.dumps({k: v for k, v in good.items() if k != "type"}), json.dumps(good | {"duration_ms": "long"})]
+           json.dumps({k: v for k, v in good.items() if k != "type"}), json.dumps(good | {"duration_ms": "long"}),
+           json.dumps(good)[:-1] + ', "x": 1e999}']
     skipped = []
     events = follow_events_pubsub(client, RedisKeys(), None, skipped.append)
 

@@ -61,7 +61,7 @@ def _run_subscribe(args: argparse.Namespace) -> int:
     if args.events:
         return _print_events(client, keys, source, group, args)
     for entry in follow_frames(client, keys, source, _report, args.from_start, args.until_ended, group):
-        print(json.dumps(entry.to_json()) if args.json else entry.format(), flush=True)
+        print(json.dumps(entry.to_json(), allow_nan=False) if args.json else entry.format(), flush=True)
     return 0
 
 
@@ -75,7 +75,7 @@ def _print_events(client, keys: RedisKeys, source: str | None, group, args: argp
     for event in events:
         if args.type and event["type"] not in args.type:
             continue
-        print(json.dumps(event) if args.json else _event_line(event), flush=True)
+        print(json.dumps(event, allow_nan=False) if args.json else _event_line(event), flush=True)
     return 0
 
 

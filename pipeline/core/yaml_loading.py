@@ -2,12 +2,16 @@
 
 On top of `yaml.SafeLoader` this refuses aliases (`*name`: an alias bomb of a few hundred
 bytes expands to gigabytes), nesting deeper than `MAX_DEPTH`, and duplicate keys (the later
-value would silently win). Missing files, folders, binary files and syntax errors become a
-`ConfigError` of one line naming the file and, where known, the line.
+value would silently win). Files are read only when they are regular files (never a FIFO that
+blocks or a device such as /dev/zero that never ends) and of at most `MAX_FILE_BYTES`. Missing
+files, folders, other file kinds, binary files and syntax errors become a `ConfigError` of one
+line naming the file and, where known, the line.
 """
 
 from __future__ import annotations
 
+import os
+import stat
 from pathlib import Path
 from typing import Any
 
@@ -17,6 +21,10 @@ from pipeline.core.errors import ConfigError, shown
 
 MAX_DEPTH = 64
 """Nesting levels of collections allowed; real configs use three or four."""
+MAX_FILE_BYTES = 1 << 20
+"""Largest YAML file read (1 MiB); real configs are a few KiB."""
+_FILE_KINDS = ((stat.S_ISDIR, "a folder"), (stat.S_ISCHR, "a character device"), (stat.S_ISBLK, "a block device"),
+               (stat.S_ISFIFO, "a FIFO (named pipe)"), (stat.S_ISSOCK, "a socket"))
 _MESSAGE_LIMIT = 160
 
 
@@ -65,17 +73,35 @@ class _StrictSafeLoader(yaml.SafeLoader):
 def load_yaml_file(path: str | Path, what: str = "file") -> Any:
     """The YAML document in `path` (None when empty); ConfigError naming `what` and the path otherwise."""
     path = Path(path)
-    if path.is_dir():
-        raise ConfigError(f"{what} {path} is a folder, not a YAML file")
-    if not path.is_file():
-        raise ConfigError(f"{what} not found: {path}")
     try:
-        text = path.read_bytes().decode("utf-8")
+        data = _read_regular_file(path, what)
+    except FileNotFoundError:
+        raise ConfigError(f"{what} not found: {path}") from None
+    except OSError as exc:
+        raise ConfigError(f"cannot read {what} {path}: {exc.strerror or exc}") from None
+    try:
+        text = data.decode("utf-8")
     except UnicodeDecodeError:
         raise ConfigError(f"{path}: not a YAML text file (binary or not UTF-8)") from None
-    except OSError as exc:
-        raise ConfigError(f"cannot read {what} {path}: {exc.strerror}") from None
     return load_yaml_text(text, str(path))
+
+
+def _read_regular_file(path: Path, what: str) -> bytes:
+    """The bytes of `path` when it is a regular file of at most MAX_FILE_BYTES; ConfigError otherwise.
+
+    Opened without blocking (a FIFO without a writer would wait forever) and checked on the open
+    file, so it cannot be swapped for another kind between the check and the read."""
+    descriptor = os.open(path, os.O_RDONLY | os.O_NONBLOCK | getattr(os, "O_CLOEXEC", 0))
+    mode = os.fstat(descriptor).st_mode
+    if not stat.S_ISREG(mode):
+        os.close(descriptor)
+        kind = next((name for is_kind, name in _FILE_KINDS if is_kind(mode)), "a special file")
+        raise ConfigError(f"{what} {path} is {kind}, not a YAML file")
+    with open(descriptor, "rb") as handle:
+        data = handle.read(MAX_FILE_BYTES + 1)
+    if len(data) > MAX_FILE_BYTES:
+        raise ConfigError(f"{what} {path} is larger than {MAX_FILE_BYTES >> 20} MiB: not a YAML file this reads")
+    return data
 
 
 def load_yaml_text(text: str, origin: str) -> Any:

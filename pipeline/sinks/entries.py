@@ -3,7 +3,10 @@
 Every decoder checks what it reads and raises `MalformedEntry` naming the first problem
 (a missing field, a number that is not one, JSON of the wrong shape, another schema
 version, bytes that are not UTF-8...). Fields a decoder does not know are kept: writers
-may add fields within version 1.
+may add fields within version 1. Decoded values never hold a non-finite number (NaN,
+Infinity, or a literal such as 1e999 that overflows), so they always print as valid JSON:
+in a field the contract defines, or a whole message, such a number makes the entry
+malformed; a field the reader does not know keeps such a value as its text.
 """
 
 from __future__ import annotations
@@ -168,22 +171,40 @@ def _required(values: dict, name: str):
     return values[name]
 
 
+class _NotFinite(ValueError):
+    """A JSON number that is NaN or infinite once read."""
+
+
+def _finite_json(text: str):
+    """`text` parsed as JSON whose numbers are all finite; _NotFinite or ValueError otherwise."""
+    return json.loads(text, parse_constant=_reject_constant, parse_float=_finite_float)
+
+
 def _json(name: str, text: str):
     try:
-        return json.loads(text, parse_constant=_reject_constant)
+        return _finite_json(text)
+    except _NotFinite as exc:
+        raise MalformedEntry(f"{name} holds a number out of range ({exc}): {_quoted(text)}") from None
     except (ValueError, RecursionError):
         raise MalformedEntry(f"{name} is not valid JSON: {_quoted(text)}") from None
 
 
 def _json_or_text(text: str):
     try:
-        return json.loads(text, parse_constant=_reject_constant)
+        return _finite_json(text)
     except (ValueError, RecursionError):
         return text
 
 
 def _reject_constant(name: str) -> None:
-    raise ValueError(f"{name} is not a number")
+    raise _NotFinite(name)
+
+
+def _finite_float(text: str) -> float:
+    value = float(text)
+    if not math.isfinite(value):
+        raise _NotFinite(text[:QUOTED_MAX])
+    return value
 
 
 def _checked(name: str, kind: FieldKind, value):
