@@ -14,8 +14,10 @@ import redis
 from pipeline.cli import main
 from pipeline.core.config import PipelineConfig
 from pipeline.core.contract import RedisKeys
+from pipeline.core.errors import SinkError
 from pipeline.engine.detector import DetectorSettings, EmotionDetector
 from pipeline.files.process import process_files, process_video
+from pipeline.sinks.redis_server import LocalRedisServer
 from pipeline.sinks.source_claims import SourceClaims, SourceTaken
 from training.synthetic_video import default_script, render_scripted_video
 
@@ -217,3 +219,27 @@ def test_replace_replaces_a_key_of_another_type_under_a_later_files_id(
     assert all(report.redis_problem is None for report in reports)
     assert _frames(client, "a") == list(range(0, 20, 2)) and _frames(client, "b") == list(range(0, 30, 2))
     assert _status(client, "b")["run"]["stride"] == 2
+
+
+def test_a_full_redis_does_not_hide_a_held_claim_and_replace_needs_a_stored_one(
+    detector: EmotionDetector, clips: tuple[Path, Path], tmp_path: Path
+) -> None:
+    """Redis refuses `SET NX` with OOM even when the key is held: the claim looks, and `--replace`
+    deletes nothing without a claim Redis stored."""
+    keys = RedisKeys("emotion")
+    with LocalRedisServer() as server:
+        client = redis.Redis.from_url(server.url)
+        process_video(_config(server.url, tmp_path / "first"), clips[0], "b", detector=detector, show_progress=False)
+        holder = SourceClaims(redis.Redis.from_url(server.url), keys, "process", 30)
+        holder.claim("z")
+        client.config_set("maxmemory", 1)
+        try:
+            with pytest.raises(SourceTaken, match="source z: another run is writing it"):
+                SourceClaims(redis.Redis.from_url(server.url), keys, "process", 30).claim("z")
+            with pytest.raises(SinkError, match="cannot replace b: Redis refuses writes for now"):
+                process_video(_config(server.url, tmp_path / "again", stride=2), clips[0], "b", detector=detector,
+                              show_progress=False, replace=True)
+            assert len(_frames(client, "b")) > 0
+        finally:
+            client.config_set("maxmemory", 0)
+            holder.release()

@@ -140,6 +140,10 @@ def _claim_and_plan(client: redis.Redis, claims: SourceClaims, keys: RedisKeys, 
     for source_id in records:
         claims.claim(source_id)
     plans = [plan_source(client, keys, source_id, record, replace) for source_id, record in records.items()]
+    unsure = sorted(plan.source_id for plan in plans if plan.clear and plan.source_id in claims.provisional)
+    if unsure:  # deleting without a stored claim could delete a run that starts meanwhile
+        raise SinkError(f"cannot replace {', '.join(unsure)}: Redis refuses writes for now, so this run could not "
+                        "claim it; try again when Redis takes writes")
     for plan in plans:
         if plan.clear:
             clear_source(client, keys, plan.source_id)

@@ -97,6 +97,8 @@ class SourceClaims:
         self.holder = Holder.for_this_run(command)
         self.held: list[str] = []
         """Ids this run claimed (or claims as soon as Redis takes writes again)."""
+        self.provisional: set[str] = set()
+        """Held ids whose claim Redis has not stored yet (it refused writes; nobody else held them)."""
         self.lost: dict[str, str] = {}
         """Source ids another run took while this one could not renew, with that run's description."""
         self._renew = client.register_script(_RENEW)
@@ -112,9 +114,11 @@ class SourceClaims:
         except redis.ResponseError as exc:
             if classify(exc) is not ReplyKind.REFUSED:
                 raise
-            log.warning("source %s: Redis refuses writes for now (%s); the run claims it once Redis takes them",
-                        source_id, describe(exc))
-            taken = True  # the renewing thread takes it when it can (or reports that another run did)
+            taken = self.client.get(key) is None  # Redis refuses SET NX even when the key is held: look
+            if taken:
+                log.warning("source %s: Redis refuses writes for now (%s); the run claims it once Redis takes "
+                            "them", source_id, describe(exc))
+                self.provisional.add(source_id)  # the renewing thread takes it when it can, or reports who did
         if taken:
             self.held.append(source_id)
             return
@@ -135,10 +139,14 @@ class SourceClaims:
             self._release_one(source_id)
 
     def release(self) -> None:
-        """Stop renewing and delete the claims this run still holds (those that expired stay gone)."""
+        """Stop renewing, check each claim a last time (a run that took one is named in `lost`), and delete
+        the claims this run still holds (those that expired stay gone)."""
         self._stop.set()
         if self._thread is not None:
             self._thread.join()
+        for source_id in self.held:
+            if source_id not in self.lost:
+                self._renew_one(source_id)
         for source_id in self.held:
             self._release_one(source_id)
         self.held = []
@@ -160,7 +168,10 @@ class SourceClaims:
     def _renew_one(self, source_id: str) -> None:
         key = self.keys.claim(source_id)
         try:
-            if self._renew(keys=[key], args=[self.holder.value(), self.ttl_ms]) == 0:
+            renewed = self._renew(keys=[key], args=[self.holder.value(), self.ttl_ms])
+            if renewed:
+                self.provisional.discard(source_id)
+            else:
                 holder = Holder.parse(self.client.get(key))
                 self.lost[source_id] = holder.describe() if holder else "another run"
                 log.error("source %s: %s took its claim while this run could not renew it; their entries may mix",
