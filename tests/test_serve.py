@@ -241,3 +241,23 @@ def test_a_killed_decoder_is_restarted_for_a_camera_and_fails_a_file(
 def _source_reason(url: str, source: str) -> str:
     client = redis.Redis.from_url(url, decode_responses=True)
     return json.loads(client.hget("emotion:sources", source)).get("reason", "")
+
+
+def test_a_spill_left_by_a_serve_of_other_sources_is_not_replayed_into_them(
+    weights: Path, imgsz: int, scripted_video: tuple, tmp_path: Path
+) -> None:
+    """Serve `cam2` while Redis is down (its results spill), then serve `other2` with Redis up: cam2's
+    spilled commands wait for a serve of cam2 and never reach Redis unclaimed; other2 is written."""
+    port = free_port()
+    down = _config(weights, imgsz, tmp_path, [SourceSpec("cam2", str(scripted_video[0]))],
+                   f"redis://127.0.0.1:{port}/0")
+    down.redis.timeout_s = 0.5
+    serve(down)
+    spilled = [path for path in (tmp_path / "spill").glob("serve*.jsonl") if "rejected" not in path.name]
+    assert len(spilled) == 1 and spilled[0].stat().st_size > 0
+    with LocalRedisServer(port=port) as server:
+        report = serve(_config(weights, imgsz, tmp_path, [SourceSpec("other2", str(scripted_video[0]))], server.url))
+        client = redis.Redis.from_url(server.url)
+        assert not client.exists("emotion:frames:cam2") and client.hget("emotion:sources", "cam2") is None
+        assert client.xlen("emotion:frames:other2") == report.frames["other2"] > 0
+    assert spilled[0].stat().st_size > 0

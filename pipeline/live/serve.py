@@ -11,6 +11,7 @@ a `process` run or to nothing serve wrote, fails alone and the others are served
 
 from __future__ import annotations
 
+import hashlib
 import logging
 import time
 from collections import Counter
@@ -113,7 +114,8 @@ def _serve_claimed(config: PipelineConfig, refused: dict[str, str], detectors: l
     except BaseException:
         metrics.close()
         raise
-    writer = _writer(config, RedisKeys(config.redis.prefix), metrics)
+    writer = _writer(config, RedisKeys(config.redis.prefix), metrics,
+                     [spec.id for spec in config.sources if spec.id not in refused])
     supervisor = DecoderSupervisor(served, config.live, config.batching.batch, realtime_files,
                                    in_flight_batches=LANE_BATCHES * len(detectors))
     outputs = {
@@ -227,7 +229,11 @@ def _claim_sources(config: PipelineConfig) -> tuple[SourceClaims | None, dict[st
     return claims, refused
 
 
-def _writer(config: PipelineConfig, keys: RedisKeys, metrics: PipelineMetrics) -> RedisWriter | None:
+def _writer(config: PipelineConfig, keys: RedisKeys, metrics: PipelineMetrics,
+            written_ids: list[str]) -> RedisWriter | None:
+    """The serve run's writer. Its spill file is named after the ids it writes (`written_ids`), so what
+    an earlier run left is replayed only by a run that writes (and so claimed and checked) the same ids;
+    spill files of other id sets wait, named in one log line."""
     if not config.redis.url:
         log.warning("no Redis configured: results go to the file outputs only")
         return None
@@ -236,9 +242,17 @@ def _writer(config: PipelineConfig, keys: RedisKeys, metrics: PipelineMetrics) -
     def record_latency(commands: list[Command], written_at: float) -> None:
         for command in commands:
             if command[0] == "xadd" and command[1].startswith(frames_prefix) and command[5] is not None:
-                metrics.latency(command[1][len(frames_prefix):], written_at - command[5])
+                source_id = command[1][len(frames_prefix):]
+                if source_id in metrics.sources:
+                    metrics.latency(source_id, written_at - command[5])
 
-    spill = Path(config.redis.spill_dir) / "serve.jsonl"
+    ids_hash = hashlib.sha256("\n".join(sorted(written_ids)).encode()).hexdigest()[:12]
+    spill = Path(config.redis.spill_dir) / f"serve-{ids_hash}.jsonl"
+    others = sorted(path.name for path in spill.parent.glob("serve-*.jsonl")
+                    if path != spill and not path.name.endswith("-rejected.jsonl"))
+    if others:
+        log.warning("spill files of serve runs with other sources wait in %s (%s): a serve of those same "
+                    "sources writes them", spill.parent, ", ".join(others))
     return RedisWriter(config.redis.url, config.redis.timeout_s, config.redis.buffer_entries, spill,
                        on_written=record_latency)
 
