@@ -313,3 +313,13 @@ def test_until_ended_waits_through_an_interrupted_run(redis_url: str) -> None:
         reader.kill()
     assert "frame      0" in first and still_reading
     assert reader.returncode == 0 and "frame      0" in rest
+
+
+def test_live_events_until_ended_stop_for_an_ended_source(redis_url: str) -> None:
+    """Without --from-start, events are followed live; --until-ended still ends once the source has."""
+    client = redis.Redis.from_url(redis_url)
+    client.xadd("emotion:events:e1", GOOD_EVENTS["1-0"], id="1-0")
+    client.hset("emotion:sources", "e1", ENDED)
+    run = subprocess.run([str(SCRIPT), "subscribe", "--events", "e1", "--until-ended", "--redis", redis_url],
+                         capture_output=True, text=True, timeout=30)
+    assert run.returncode == 0 and run.stdout == "" and run.stderr == ""

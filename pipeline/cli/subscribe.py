@@ -68,8 +68,8 @@ def _run_subscribe(args: argparse.Namespace) -> int:
 def _print_events(client, keys: RedisKeys, source: str | None, group, args: argparse.Namespace) -> int:
     from pipeline.sinks.subscriber import follow_events_pubsub, read_events
 
-    if group or args.from_start:
-        events = read_events(client, keys, source, _report, args.until_ended, group)
+    if group or args.from_start or args.until_ended:  # the streams know when a source ended; pub/sub does not
+        events = read_events(client, keys, source, _report, args.until_ended, group, args.from_start)
     else:
         events = follow_events_pubsub(client, keys, source, _report)
     for event in events:

@@ -50,10 +50,12 @@ def read_events(
     report: Report,
     stop_when_ended: bool = False,
     group: GroupMember | None = None,
+    from_start: bool = True,
 ) -> Iterator[dict]:
-    """Events of one source (or every source's, `source_id` None) from the start of their streams,
-    then new ones as they come; through a consumer group with `group`."""
-    return _read(client, keys, StreamKind.EVENTS, source_id, _event, report, True, stop_when_ended, group)
+    """Events of one source (or every source's, `source_id` None) from the start of their streams
+    (only new ones without `from_start`), then new ones as they come; through a consumer group with
+    `group`. With `stop_when_ended`, iteration ends once the sources ended or failed and all is read."""
+    return _read(client, keys, StreamKind.EVENTS, source_id, _event, report, from_start, stop_when_ended, group)
 
 
 def follow_events_pubsub(client: redis.Redis, keys: RedisKeys, source_id: str | None, report: Report) -> Iterator[dict]:
