@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+import random
 import signal
 import subprocess
 import sys
@@ -18,6 +19,7 @@ from pipeline.core.config import PipelineConfig, SourceSpec
 from pipeline.live.serve import serve
 from pipeline.sinks.redis_server import LocalRedisServer, free_port
 from tests.rtsp import RtspServer
+from tests.videos import ffprobe_decoded_frames, gradient_frames, truncate, write_video
 
 
 def _config(weights: Path, imgsz: int, out: Path, sources: list[SourceSpec], redis_url: str | None) -> PipelineConfig:
@@ -261,3 +263,23 @@ def test_a_spill_left_by_a_serve_of_other_sources_is_not_replayed_into_them(
         assert not client.exists("emotion:frames:cam2") and client.hget("emotion:sources", "cam2") is None
         assert client.xlen("emotion:frames:other2") == report.frames["other2"] > 0
     assert spilled[0].stat().st_size > 0
+
+
+def test_a_damaged_file_is_served_past_its_damage_and_a_truncated_one_fails(
+    weights: Path, imgsz: int, redis_url: str, tmp_path: Path
+) -> None:
+    """A file source in `serve` is read as `process` reads it: damaged packets skipped and counted,
+    every frame FFmpeg decodes kept; a file cut short fails with the reason."""
+    damaged = write_video(tmp_path / "damaged.mp4", gradient_frames(120), fps=30)
+    data = bytearray(damaged.read_bytes())
+    data[len(data) // 2 : len(data) // 2 + 300] = random.Random(1).randbytes(300)
+    damaged.write_bytes(data)
+    cut = truncate(write_video(tmp_path / "cut.mkv", gradient_frames(60), fps=30), 0.5)
+    sources = [SourceSpec("damaged", str(damaged)), SourceSpec("cut", str(cut))]
+    report = serve(_config(weights, imgsz, tmp_path, sources, redis_url))
+    client = redis.Redis.from_url(redis_url)
+    status = json.loads(client.hget("emotion:sources", "damaged"))
+    assert status["state"] == "ended" and status["damaged_packets"] > 0 and "damaged packet" in status["reason"]
+    assert client.xlen("emotion:frames:damaged") == report.frames["damaged"] == ffprobe_decoded_frames(damaged)
+    cut_status = json.loads(client.hget("emotion:sources", "cut"))
+    assert cut_status["state"] == "failed" and "truncated" in cut_status["reason"]

@@ -148,7 +148,7 @@ class VideoFileSource:
         self._container = self._open()
         self._stream = self._container.streams.video[0]
         decode_on_one_thread(self._stream)
-        self.info = self._read_info()
+        self.info = video_info(self._container, self._stream)
         self._decoder = PacketDecoder(self._stream)
 
     def _open(self) -> av.container.InputContainer:
@@ -170,25 +170,6 @@ class VideoFileSource:
             container.close()
             raise SourceError(f"not a readable video: {self.path} (its video codec is unknown: is the file damaged?)")
         return container
-
-    def _read_info(self) -> VideoInfo:
-        stream = self._stream
-        rate = stream.average_rate or stream.guessed_rate or stream.base_rate
-        fps = float(rate) if rate else 0.0
-        duration = None
-        if stream.duration is not None and stream.time_base is not None:
-            duration = float(stream.duration * stream.time_base)
-        elif self._container.duration:
-            duration = self._container.duration / av.time_base
-        frame_count = stream.frames or (round(duration * fps) if duration and fps else None)
-        return VideoInfo(
-            width=stream.codec_context.width,
-            height=stream.codec_context.height,
-            fps=fps,
-            duration=duration,
-            frame_count=frame_count or None,
-            codec=stream.codec_context.name,
-        )
 
     @property
     def expected_frames(self) -> int | None:
@@ -240,6 +221,26 @@ class VideoFileSource:
     def close(self) -> None:
         """Release the container (iteration closes it too)."""
         self._container.close()
+
+
+def video_info(container: av.container.InputContainer, stream: av.VideoStream) -> VideoInfo:
+    """What `container` says about its video `stream`: size, rate, duration and frame count (when it says)."""
+    rate = stream.average_rate or stream.guessed_rate or stream.base_rate
+    fps = float(rate) if rate else 0.0
+    duration = None
+    if stream.duration is not None and stream.time_base is not None:
+        duration = float(stream.duration * stream.time_base)
+    elif container.duration:
+        duration = container.duration / av.time_base
+    frame_count = stream.frames or (round(duration * fps) if duration and fps else None)
+    return VideoInfo(
+        width=stream.codec_context.width,
+        height=stream.codec_context.height,
+        fps=fps,
+        duration=duration,
+        frame_count=frame_count or None,
+        codec=stream.codec_context.name,
+    )
 
 
 def decode_on_one_thread(stream: av.VideoStream) -> None:

@@ -30,7 +30,7 @@ from pipeline.core.config import LiveConfig, SourceSpec
 from pipeline.core.frame_ring import FrameRing
 from pipeline.core.states import SourceState
 from pipeline.core.uris import describe_open_error, is_live, mask_uri, open_container
-from pipeline.files.sources import rotate_for_display
+from pipeline.files.sources import PacketDecoder, decode_on_one_thread, rotate_for_display, truncation, video_info
 from pipeline.live.messages import FrameReady, StatusReport
 
 
@@ -67,10 +67,21 @@ class _ReadResult:
     """How reading one opened container ended."""
 
     reached_end: bool
-    """True at the end of the stream, False after an error."""
+    """True at the end of the stream, False after an error (or, for a file, when it is cut short)."""
     reason: str
     frames: int
     """Frames decoded from this container."""
+    damaged_packets: int = 0
+    """A file's damaged packets, skipped or decoded with the damage concealed (`reason` describes them)."""
+
+
+def _file_result(container: av.container.InputContainer, stream: av.VideoStream, decoder: PacketDecoder,
+                 decoded: int) -> _ReadResult:
+    """How a file read to its last packet ended: cut short (its packets end before its stated duration),
+    or complete, with the damaged packets that were skipped or concealed."""
+    cut = truncation(video_info(container, stream), decoded, decoder.packets_end_s if decoder.packets else 0.0)
+    damage = decoder.damage.describe() if decoder.damage.packets else ""
+    return _ReadResult(cut is None, "; ".join(filter(None, [cut, damage])), decoded, decoder.damage.packets)
 
 
 class _Stopped(Exception):
@@ -136,7 +147,8 @@ class _Decoder:
                 if result.reached_end and self.spec.loop:
                     self.pts_offset = self.last_pts + 1e-3
                     continue
-                self._status(SourceState.ENDED, "" if result.reached_end else result.reason)
+                state = SourceState.ENDED if result.reached_end else SourceState.FAILED  # as `process` reports a file
+                self._status(state, result.reason, {"damaged_packets": result.damaged_packets})
                 return
             attempts += 1
             self._retry_after(attempts, result.reason or "stream ended")
@@ -151,14 +163,20 @@ class _Decoder:
         if not container.streams.video:
             return _ReadResult(False, "no video stream", 0)
         stream = container.streams.video[0]
-        stream.thread_type = "AUTO"
+        live = is_live(self.spec.uri)
+        decoder = None if live else PacketDecoder(stream)  # a file: damaged packets skipped as `process` does
+        if decoder is None:
+            stream.thread_type = "AUTO"
+        else:
+            decode_on_one_thread(stream)
+        frames = container.decode(stream) if decoder is None else decoder.frames(container.demux(stream))
         rate = float(stream.average_rate or stream.guessed_rate or 0) or None
         started_wall = time.time()
         first_pts: float | None = None
         last_emitted = -1e9
         decoded = 0
         try:
-            for frame in container.decode(stream):
+            for frame in frames:
                 if self.stop.value:
                     return _ReadResult(False, "stopped", decoded)
                 if decoded == 0:
@@ -170,7 +188,7 @@ class _Decoder:
                 first_pts = pts if first_pts is None else first_pts
                 if (decoded - 1) % self.spec.stride:
                     continue
-                clock = time.time() - started_wall if is_live(self.spec.uri) else pts - first_pts
+                clock = time.time() - started_wall if live else pts - first_pts
                 if self.spec.max_fps and clock - last_emitted < 1.0 / self.spec.max_fps - 1e-6:
                     continue
                 last_emitted = clock
@@ -179,7 +197,7 @@ class _Decoder:
                 self._emit(frame, pts + self.pts_offset)
         except av.error.FFmpegError as exc:
             return _ReadResult(False, describe_open_error(exc, self.spec.uri)[1], decoded)
-        return _ReadResult(True, "", decoded)
+        return _ReadResult(True, "", decoded) if decoder is None else _file_result(container, stream, decoder, decoded)
 
     def _emit(self, frame: av.VideoFrame, pts: float) -> None:
         slot = self._take_slot()
