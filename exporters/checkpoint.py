@@ -45,7 +45,7 @@ from typing import NamedTuple
 
 import torch
 
-from pipeline.core.errors import ModelError
+from pipeline.core.errors import ModelError, first_line
 
 ZIP_MAGIC = b"PK\x03\x04"
 """How torch.load tells a zip checkpoint from the legacy format (which it unpickles differently)."""
@@ -133,7 +133,7 @@ def check_checkpoint(data: bytes, origin: str) -> None:
         records = archive.get_all_records()
         pickle = archive.get_record("data.pkl") if "data.pkl" in records else None
     except RuntimeError as exc:
-        raise ModelError(f"cannot load weights {origin}: not a readable PyTorch checkpoint ({_first_line(exc)})") from None
+        raise ModelError(f"cannot load weights {origin}: not a readable PyTorch checkpoint ({first_line(exc)})") from None
     foreign = sorted(name for name in records if name not in ARCHIVE_RECORDS and not TENSOR_RECORD.match(name))
     if foreign or pickle is None:
         what = f"hold {foreign[0]!r}" if foreign else "have no data.pkl"
@@ -166,7 +166,7 @@ def check_pickle(pickle: bytes, origin: str) -> None:
                 stack.extend(_MARK if item.name == "mark" else None for item in opcode.stack_after)
     except (ValueError, IndexError, KeyError) as exc:  # malformed: truncated, unbalanced stack, unknown memo
         raise ModelError(f"cannot load weights {origin}: malformed pickle "
-                         f"({_first_line(exc) or type(exc).__name__})") from None
+                         f"({first_line(exc)})") from None
 
 
 def _resolve(argument: str, origin: str) -> PickleGlobal:
@@ -222,8 +222,3 @@ def _check_value(value: object, origin: str) -> None:
     if isinstance(value, PickleGlobal) and value.kind is not GlobalKind.VALUE:
         raise ModelError(f"weights {origin} refused: they use {value.name} as a value, which a {value.kind.value} "
                          "may not be")
-
-
-def _first_line(exc: BaseException) -> str:
-    text = str(exc).strip()
-    return text.splitlines()[0] if text else ""

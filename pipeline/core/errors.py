@@ -33,3 +33,9 @@ def shown(value: object, limit: int = 80) -> str:
     """`value` as repr for an error message, cut to about `limit` characters so a message stays one short line."""
     text = repr(value)
     return text if len(text) <= limit else f"{text[:limit]}... ({len(text)} characters)"
+
+
+def first_line(exc: BaseException) -> str:
+    """The first line of an exception's message (its type's name when it has none), for one-line errors."""
+    text = str(exc).strip()
+    return text.splitlines()[0] if text else type(exc).__name__

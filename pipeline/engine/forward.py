@@ -17,6 +17,8 @@ from enum import Enum
 import torch
 from ultralytics.nn.autobackend import AutoBackend
 
+from pipeline.core.errors import first_line
+
 log = logging.getLogger(__name__)
 
 
@@ -75,7 +77,7 @@ class ForwardPass:
                     for _ in range(2):  # the head sets its anchors on the first call: the second compiles the rest
                         self._compiled(warm)
         except Exception as exc:  # capture and compilation fail for many reasons (memory, ops, Triton)
-            log.warning("model.compile=%s failed (%s); running the model eagerly", self.mode.value, _first_line(exc))
+            log.warning("model.compile=%s failed (%s); running the model eagerly", self.mode.value, first_line(exc))
             self.mode, self._graph, self._compiled = CompileMode.OFF, None, None
 
     def _usable(self, mode: CompileMode) -> CompileMode:
@@ -117,8 +119,3 @@ class ForwardPass:
 
 def _first(output: torch.Tensor | list | tuple) -> torch.Tensor:
     return output[0] if isinstance(output, (list, tuple)) else output
-
-
-def _first_line(exc: BaseException) -> str:
-    text = str(exc).strip()
-    return text.splitlines()[0] if text else type(exc).__name__
