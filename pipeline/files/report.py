@@ -16,11 +16,7 @@ from pathlib import Path
 import numpy as np
 
 from pipeline.core.errors import SourceError, shown
-
-EMOTION_COLOURS = {
-    "angry": "#d62728", "disgust": "#8c564b", "fear": "#9467bd", "happy": "#f2b701",
-    "sad": "#1f77b4", "surprise": "#ff7f0e", "neutral": "#7f7f7f",
-}
+from pipeline.faces.colours import FER_COLOURS, bgr, class_colours
 
 
 @dataclass
@@ -47,7 +43,8 @@ def write_report(run_dir: str | Path, annotate: bool = False, video: str | Path 
     events = [json.loads(line) for line in events_path.read_text().splitlines()] if events_path.exists() else []
     names = _class_names(frames)
     people = _people(frames, events)
-    written = [_plot_person(run_dir, person, series, names) for person, series in people]
+    colours = _colours(frames, events)
+    written = [_plot_person(run_dir, person, series, names, colours) for person, series in people]
     summaries = [person for person, _series in people]
     (run_dir / "report.json").write_text(json.dumps([vars(p) for p in summaries], indent=2))
     (run_dir / "report.md").write_text(_markdown(summaries, names, written))
@@ -70,6 +67,7 @@ def write_annotated_video(video: Path, frames: list[dict], target: Path) -> Path
 
     source = VideoFileSource(video)
     by_index = {frame["frame"]: frame["faces"] for frame in frames}
+    colours = _colours(frames, [])
     with av.open(str(target), mode="w") as container:
         stream = None
         for frame in source:
@@ -79,7 +77,7 @@ def write_annotated_video(video: Path, frames: list[dict], target: Path) -> Path
                 stream.width, stream.height, stream.pix_fmt = width, height, "yuv420p"
             image = _fit(frame.image, height, width)
             for face in by_index.get(frame.index, []):
-                _draw_face(image, face)
+                _draw_face(image, face, bgr(colours[face["emotion"]]))
             for packet in stream.encode(av.VideoFrame.from_ndarray(image, format="bgr24")):
                 container.mux(packet)
         for packet in stream.encode() if stream is not None else []:
@@ -100,11 +98,9 @@ def _fit(image: np.ndarray, height: int, width: int) -> np.ndarray:
     return fitted
 
 
-def _draw_face(image: np.ndarray, face: dict) -> None:
+def _draw_face(image: np.ndarray, face: dict, colour: tuple[int, int, int]) -> None:
     import cv2
 
-    hex_colour = EMOTION_COLOURS.get(face["emotion"], "#ffffff")
-    colour = tuple(int(hex_colour[i : i + 2], 16) for i in (5, 3, 1))  # BGR
     x1, y1, x2, y2 = (int(v) for v in face["box"])
     cv2.rectangle(image, (x1, y1), (x2, y2), colour, 2)
     person = "" if face["id"] is None else f"#{face['id']} "
@@ -138,7 +134,7 @@ def _people(frames: list[dict], events: list[dict]) -> list[tuple[PersonSummary,
     return people
 
 
-def _plot_person(run_dir: Path, person: PersonSummary, data: dict, names: list[str]) -> Path:
+def _plot_person(run_dir: Path, person: PersonSummary, data: dict, names: list[str], colours: dict[str, str]) -> Path:
     import matplotlib
 
     matplotlib.use("Agg")
@@ -151,12 +147,12 @@ def _plot_person(run_dir: Path, person: PersonSummary, data: dict, names: list[s
         values = np.asarray([scores.get(name, 0.0) for scores in data["scores"]])
         kernel = min(3, len(values))
         smooth = np.convolve(values, np.ones(kernel) / kernel, mode="same") if kernel > 1 else values
-        ax.plot(pts, smooth, color=EMOTION_COLOURS.get(name), lw=1.8, label=name)
+        ax.plot(pts, smooth, color=colours[name], lw=1.8, label=name)
     step = np.median(np.diff(pts)) if len(pts) > 1 else 0.04
     for t, top in zip(pts, data["top"]):
-        strip.axvspan(t, t + step, color=EMOTION_COLOURS.get(top, "#cccccc"), lw=0)
+        strip.axvspan(t, t + step, color=colours[top], lw=0)
     for micro in person.micro_expressions:
-        ax.axvspan(micro["onset"], micro["offset"] + step, color=EMOTION_COLOURS.get(micro["emotion"]), alpha=0.25)
+        ax.axvspan(micro["onset"], micro["offset"] + step, color=colours[micro["emotion"]], alpha=0.25)
         ax.annotate(f"micro: {micro['emotion']}\n{micro['duration_ms']} ms", (micro["apex"], 1.0),
                     xytext=(0, 4), textcoords="offset points", ha="center", va="bottom", fontsize=8)
     for change in person.changes:
@@ -198,7 +194,14 @@ def _class_names(frames: list[dict]) -> list[str]:
     for frame in frames:
         for face in frame["faces"]:
             return list(face["scores"])
-    return list(EMOTION_COLOURS)
+    return list(FER_COLOURS)
+
+
+def _colours(frames: list[dict], events: list[dict]) -> dict[str, str]:
+    """Colours of the model's classes, in its order, then of any other emotion a face or an event shows."""
+    seen = [face["emotion"] for frame in frames for face in frame["faces"]]
+    seen += [event["emotion"] for event in events if "emotion" in event]
+    return class_colours([*_class_names(frames), *seen])
 
 
 def _video_of(run_dir: Path) -> Path:
