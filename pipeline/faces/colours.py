@@ -7,7 +7,7 @@ it takes the next free one. So:
 
 - within one list, every name has its own colour, none of them a FER colour unless the name
   is that FER class (a second name of the same FER class gets a palette colour);
-- a FER-like name has its FER colour in every list; another name has the same colour in every
+- the first name of a FER class has its FER colour in every list; another name has the same colour in every
   list where no earlier non-FER name took its slot first (FER names and later names never move it).
 
 `PALETTE` holds 24 colours at least 17.5 CIELAB units (ΔE76) from each other and from the FER seven,
