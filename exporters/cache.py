@@ -1,22 +1,21 @@
 """Cached exports: a weights file is exported once per format and settings, then reused.
 
 The pipeline uses this for its CPU fast path: `.pt` weights on the CPU run through
-OpenVINO or ONNX Runtime, exported on first use into the cache.
+OpenVINO or ONNX Runtime where installed, exported on first use into the cache (a log
+line before and one after, with the time it took).
 """
 
 from __future__ import annotations
 
 import hashlib
-import logging
 import os
 import shutil
 import tempfile
 from pathlib import Path
 
 from exporters.checkpoint import verified_copy
+from exporters.progress import ExportProgress
 from pipeline.core.errors import ModelError
-
-log = logging.getLogger(__name__)
 
 EXPORT_STEM = "model"
 """What the exporter is given the weights as: cached artifacts are named after this, not after the user's
@@ -51,8 +50,9 @@ def cached_cpu_export(weights: Path, fmt: str) -> Path:
         folder = cache_root() / "exports" / f"{file_digest(checked)[:16]}-{fmt}-dynamic"
         artifact = folder / FAST_CPU_FORMATS[fmt]
         if not artifact.exists():
-            log.info("exporting %s to %s for the CPU fast path (once; cached in %s)", weights.name, fmt, folder)
+            progress = ExportProgress.started(weights.name, fmt, f"for the CPU fast path (once; cached in {folder})")
             _export_into(checked, fmt, folder, weights.name)
+            progress.finished(artifact)
     if not artifact.exists():
         raise ModelError(f"the {fmt} export of {weights} did not appear in the cache at {folder}")
     return artifact

@@ -17,6 +17,8 @@ from exporters.engine import require_tensorrt
 from exporters.input_size import check_imgsz_range, check_imgsz_stride, model_stride
 from exporters.loading import load_backend, loadable_weights, torch_device
 from exporters.metadata import ExportMetadata, write_sidecar
+from exporters.progress import ExportProgress
+from exporters.runtimes import FORMAT_MODULES, require_modules
 from exporters.triton import build_repository, check_model_name
 from pipeline.core.errors import ConfigError, ModelError
 from pipeline.core.yaml_loading import load_yaml_file
@@ -54,6 +56,8 @@ def export(request: ExportRequest, command: str = "") -> Path:
     out.mkdir(parents=True, exist_ok=True)
     with loadable_weights(request.weights) as weights:
         names = _class_names(weights, request.imgsz)
+        progress = ExportProgress.started(request.weights.name, request.format, f"({_precision(request)}, imgsz "
+                                          f"{request.imgsz}, batch {request.batch}) into {out}")
         if request.format == "triton":
             artifact = _triton(request, weights, out, names)
         else:
@@ -65,6 +69,7 @@ def export(request: ExportRequest, command: str = "") -> Path:
         precision=_precision(request), source_weights=str(request.weights),
         source_sha256=source_sha256, command=command,
     ))
+    progress.finished(artifact)
     return artifact
 
 
@@ -88,6 +93,10 @@ def _validate(request: ExportRequest) -> None:
             raise ModelError("FP16 ONNX export needs a CUDA GPU; on the CPU use --format openvino --half")
     if request.format in ("engine",) or (request.format == "triton" and request.triton_backend == "tensorrt"):
         require_tensorrt()
+    if request.format in FORMAT_MODULES:
+        require_modules(request.format, f"--format {request.format}")
+    if request.format == "triton" and request.triton_backend == "onnx":
+        require_modules("onnx", "--triton-backend onnx")
 
 
 def _ultralytics_export(request: ExportRequest, weights: Path, fmt: str, out: Path) -> Path:
@@ -144,6 +153,7 @@ def _triton(request: ExportRequest, weights: Path, out: Path, names: list[str]) 
             require_tensorrt()
             backend = "tensorrt"
         except ModelError:
+            require_modules("onnx", "a Triton repository without TensorRT (the ONNX backend)")
             backend = "onnx"
     model_file = _ultralytics_export(request, weights, "engine" if backend == "tensorrt" else "onnx", out)
     repo = out / "triton"

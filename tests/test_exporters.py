@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import importlib.util
 import json
+import logging
+import re
 from pathlib import Path
 
 import numpy as np
@@ -147,6 +149,19 @@ def test_engine_export_refuses_clearly_without_tensorrt(weights: Path, tmp_path:
         pytest.skip("tensorrt is installed here: the refusal path does not apply")
     code = main(["export", str(weights), "--format", "engine", "--out", str(tmp_path)])
     assert code == 4 and "TensorRT export needs the tensorrt package" in capsys.readouterr().err
+
+
+def test_export_says_what_it_exports_and_where_the_result_is(weights: Path, imgsz: int, tmp_path: Path, capsys,
+                                                             caplog: pytest.LogCaptureFixture) -> None:
+    caplog.set_level(logging.INFO, logger="exporters")
+    assert main(["export", str(weights), "--format", "onnx", "--imgsz", str(imgsz), "--batch", "2",
+                 "--out", str(tmp_path)]) == 0
+    artifact = tmp_path / f"{weights.stem}.onnx"
+    assert f"exported: {artifact}" in capsys.readouterr().out and artifact.is_file()
+    lines = [record.getMessage() for record in caplog.records if record.name.startswith("exporters")]
+    assert lines[0] == f"exporting {weights.name} to onnx (fp32, imgsz {imgsz}, batch 2) into {tmp_path}"
+    assert re.fullmatch(rf"{re.escape(weights.name)} exported to onnx in [0-9.]+ s: {re.escape(str(artifact))}",
+                        lines[-1])
 
 
 def test_int8_needs_calibration_data(weights: Path, tmp_path: Path, capsys) -> None:

@@ -5,6 +5,8 @@ from __future__ import annotations
 import argparse
 from collections.abc import Callable
 
+from pipeline.core.config import CHOICES
+
 EXIT_SOURCE_PROBLEM = 3
 EXIT_REDIS_PROBLEM = 5
 EXIT_INTERRUPTED = 130
@@ -19,8 +21,9 @@ def model_flags(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--conf", type=float, help="minimum face score (default 0.25)")
     parser.add_argument(
         "--cpu-backend",
-        choices=("openvino", "onnx", "pytorch"),
-        help="runtime for .pt weights on the CPU (default openvino, exported once and cached)",
+        choices=CHOICES["model.cpu_backend"],
+        help="runtime for .pt weights on the CPU (default auto: OpenVINO, else ONNX Runtime, else PyTorch, as "
+        "installed; OpenVINO and ONNX exports are made once and cached)",
     )
     parser.add_argument("--half", choices=("auto", "true", "false"),
                         help="FP16 for .pt weights (default auto: on CUDA)")

@@ -37,8 +37,8 @@ class ModelConfig:
     iou: float = 0.7
     max_det: int = 100
     agnostic_nms: bool = True
-    cpu_backend: str = "openvino"
-    """Runtime used for .pt weights on the CPU: openvino, onnx or pytorch."""
+    cpu_backend: str = "auto"
+    """Runtime used for .pt weights on the CPU: auto (the fastest installed), openvino, onnx or pytorch."""
     half: str = "auto"
     """FP16 for .pt weights: auto (on CUDA), true, false."""
     compile: str = "off"
@@ -185,7 +185,7 @@ class PipelineConfig:
 
 
 CHOICES = {
-    "model.cpu_backend": ("openvino", "onnx", "pytorch"),
+    "model.cpu_backend": ("auto", "openvino", "onnx", "pytorch"),
     "model.half": ("auto", "true", "false"),
     "model.compile": ("off", "cudagraph", "compile"),
     "model.letterbox": ("auto", "cpu", "device"),

@@ -8,6 +8,7 @@ from pathlib import Path
 from exporters.cache import cached_cpu_export
 from pipeline.core.config import ModelConfig
 from pipeline.core.errors import ModelError
+from pipeline.engine.cpu_backend import CpuBackend, resolve_cpu_backend
 from pipeline.engine.detector import DetectorSettings, EmotionDetector, LetterboxPlace
 from pipeline.engine.forward import CompileMode
 
@@ -31,16 +32,19 @@ def detector_settings(model: ModelConfig, batch: int) -> DetectorSettings:
 
 def load_detector(model: ModelConfig, batch: int, device: str | None = None) -> EmotionDetector:
     """The detector for `model` on `device` (default: the first configured), taking the CPU fast path
-    (an OpenVINO or ONNX export, made once and cached) for .pt weights on the CPU."""
+    (an OpenVINO or ONNX export, made once and cached) for .pt weights on the CPU where it is installed."""
     if not model.weights:
         raise ModelError("no weights given: pass --weights or set model.weights in the config")
     device = device or (model.devices or ["cpu"])[0]
     settings = detector_settings(model, batch)
     weights = Path(model.weights)
-    if weights.suffix != ".pt" or device != "cpu" or model.cpu_backend == "pytorch":
+    if weights.suffix != ".pt" or device != "cpu" or model.cpu_backend == CpuBackend.PYTORCH:
         return EmotionDetector(weights, device, settings)
     source_model = EmotionDetector(weights, "cpu", settings)  # validates the weights before exporting
-    fast = EmotionDetector(cached_cpu_export(weights, model.cpu_backend), "cpu", settings, source_model.model_id)
+    backend = resolve_cpu_backend(model.cpu_backend)
+    if backend is CpuBackend.PYTORCH:
+        return source_model
+    fast = EmotionDetector(cached_cpu_export(weights, backend.value), "cpu", settings, source_model.model_id)
     log.info("CPU fast path: %s weights run on %s (%s)", weights.name, fast.format, fast.weights)
     return fast
 
