@@ -6,9 +6,11 @@ import pytest
 import yaml
 
 from pipeline.cli import main
+from pipeline.core.errors import ConfigError
 from pipeline.engine.detector import DetectorSettings, EmotionDetector
 from training.augment import PAPER_PROBABILITIES, augmentation_grid, paper_augmentations
 from training.fer2013 import write_fer2013_csv
+from training.run_dataset import evaluation_dataset, run_folder_of
 from training.synthetic_faces import FER_CLASSES, synthetic_fer
 from training.train import run_training
 from training.train_config import load_train_config
@@ -33,8 +35,6 @@ def test_paper_protocol_is_the_default_config() -> None:
 def test_overrides_and_their_errors() -> None:
     config = load_train_config(overrides=["epochs=3", "dataset.mode=paper", "augment.paper=false"])
     assert config.train["epochs"] == 3 and config.dataset.mode == "paper" and config.augment.paper is False
-    from pipeline.core.errors import ConfigError
-
     with pytest.raises(ConfigError, match="'epoch' is not an ultralytics training argument .*did you mean 'epochs'"):
         load_train_config(overrides=["epoch=3"])
     with pytest.raises(ConfigError, match="unknown key 'dataset.modes'"):
@@ -57,11 +57,21 @@ def test_train_evaluate_and_run_in_the_pipeline(fer_csv: Path, tmp_path: Path, c
                         f"dataset.cache_dir={tmp_path / 'datasets'}"]
     result = run_training(load_train_config(overrides=overrides), fer_csv)
     assert result.best.exists()
+    saved = result.run_dir / "dataset.yaml"
+    settings = yaml.safe_load(saved.read_text())
+    assert settings == {"dataset": {"ferplus": None, "mode": "paper", "split": "paper", "balance_to": 0.25, "max_faces": 3,
+                                    "cache_dir": str((tmp_path / "datasets").resolve())},
+                        "train": {"imgsz": 96, "seed": 0}}
+    assert not list(result.run_dir.glob(".dataset.yaml.*")), "the atomic write left its staging file"
+    capsys.readouterr()
+
+    # FER2013 data, no overrides, no --imgsz: the run's settings (paper mode, imgsz 96) rebuild the split it trained on.
     out = tmp_path / "eval"
-    code = main(["evaluate", "--weights", str(result.best), "--data", str(result.data_yaml), "--imgsz", "96",
-                 "--out", str(out)])
-    assert code == 0
+    assert main(["evaluate", "--weights", str(result.best), "--data", str(fer_csv), "--out", str(out)]) == 0
+    assert f"dataset settings: the run's, from {saved.resolve()}\n" in capsys.readouterr().out
     report = yaml.safe_load((out / "report.json").read_text())
+    assert Path(report["data"]).resolve() == result.data_yaml.resolve()  # the cached build training used
+    assert report["build"]["settings"]["mode"] == "paper" and report["build"]["settings"]["imgsz"] == 96
     # Measured: accuracy 1.000 and mAP50 0.995 on the 70 test faces after 25 epochs (about 90 s of CPU).
     assert report["classifier"]["accuracy"] >= 0.9
     assert report["detection"][-1]["class"] == "all" and report["detection"][-1]["mAP50"] >= 0.8
@@ -69,9 +79,64 @@ def test_train_evaluate_and_run_in_the_pipeline(fer_csv: Path, tmp_path: Path, c
     for figure in ("confusion_matrix.png", "BoxPR_curve.png", "BoxF1_curve.png", "classifier_confusion.png", "labels.jpg",
                    "labels_correlogram.png"):
         assert (out / figure).exists(), figure
-    assert "Table 2" in (out / "report.md").read_text()
+    markdown = (out / "report.md").read_text()
+    assert "Table 2" in markdown and "mode paper" in markdown
+
+    # An override that differs from the run's settings wins, and one line says so.
+    out = tmp_path / "eval-unbalanced"
+    assert main(["evaluate", "--weights", str(result.last), "--data", str(fer_csv), "--out", str(out),
+                 "dataset.balance_to=0"]) == 0
+    lines = capsys.readouterr().out.splitlines()
+    assert f"dataset settings differ from the run's ({saved.resolve()}): dataset.balance_to 0.25 (run) -> 0 (here)" in lines
+    report = yaml.safe_load((out / "report.json").read_text())
+    assert report["build"]["settings"] == {"mode": "paper", "split": "paper", "imgsz": 96, "balance_to": 0.0,
+                                           "max_faces": 3, "seed": 0}
+    assert Path(report["data"]).parent != result.data_yaml.parent
     detector = EmotionDetector(result.best, "cpu", DetectorSettings(imgsz=96))
     assert detector.names == list(FER_CLASSES)
+
+
+def test_evaluate_takes_only_dataset_overrides(fer_csv: Path, tmp_path: Path, capsys: pytest.CaptureFixture) -> None:
+    weights = tmp_path / "best.pt"  # refused before the weights are read
+    evaluate = ["evaluate", "--weights", str(weights), "--data", str(fer_csv), "--out", str(tmp_path / "eval")]
+    assert main(evaluate + ["epochs=3"]) == 2
+    err = capsys.readouterr().err
+    assert err == "emotion-stream: error: evaluate takes only dataset.* overrides (how FER2013 is built), not 'epochs=3'\n"
+    assert main(evaluate + ["dataset.modes=paper"]) == 2
+    err = capsys.readouterr().err
+    assert "unknown key 'dataset.modes' (did you mean 'mode'?)" in err and err.count("\n") == 1
+    assert main(evaluate + ["dataset.mode"]) == 2
+    assert "override 'dataset.mode' must look like key=value" in capsys.readouterr().err
+    data_yaml = ["--data", str(tmp_path / "data.yaml")]
+    assert main(evaluate[:3] + data_yaml + ["dataset.mode=paper"]) == 2
+    assert "dataset overrides need FER2013 to build from" in capsys.readouterr().err
+    assert not (tmp_path / "eval").exists()
+
+
+def test_evaluate_finds_the_run_of_its_weights(tmp_path: Path) -> None:
+    run = tmp_path / "runs" / "train" / "x"
+    (run / "weights" / "best_openvino_model").mkdir(parents=True)
+    for weights in ("best.pt", "last.pt", "epoch3.pt", "best.onnx", "best_openvino_model", "best_openvino_model/best.xml"):
+        assert run_folder_of(run / "weights" / weights) == run.resolve(), weights
+    (run / "weights" / "best.pt").write_bytes(b"weights")
+    (tmp_path / "linked.pt").symlink_to(run / "weights" / "best.pt")
+    assert run_folder_of(tmp_path / "linked.pt") == run.resolve()
+    assert run_folder_of(tmp_path / "loose.pt") is None
+
+    loose = evaluation_dataset(tmp_path / "loose.pt", None, ["dataset.mode=paper"])
+    assert loose.config.dataset.mode == "paper" and loose.config.train["imgsz"] == 640
+    assert loose.note == (f"dataset settings: the defaults (train_fer2013.yaml) with dataset.mode=paper, "
+                          f"as {tmp_path / 'loose.pt'} is not in a run's weights/ folder")
+    assert evaluation_dataset(run / "weights" / "best.pt", None, []).note.endswith(f"as {run.resolve()} has no dataset.yaml")
+
+    (run / "dataset.yaml").write_text("dataset:\n  mode: paper\n  mode: scenes\n")
+    with pytest.raises(ConfigError, match=r"dataset.yaml: not valid YAML \(duplicate key 'mode' at line 3\)"):
+        evaluation_dataset(run / "weights" / "best.pt", None, [])
+    (run / "dataset.yaml").write_text("dataset:\n  mode: paper\n  split: official\ntrain:\n  imgsz: 96\n")
+    differs = evaluation_dataset(tmp_path / "linked.pt", None, ["dataset.split=paper", "dataset.mode=paper"])
+    assert differs.config.dataset.mode == "paper" and differs.config.train["imgsz"] == 96
+    assert differs.note == (f"dataset settings differ from the run's ({run.resolve() / 'dataset.yaml'}): "
+                            "dataset.split 'official' (run) -> 'paper' (here)")
 
 
 def test_paper_augmentations_are_wired_into_training(fer_csv: Path, tmp_path: Path) -> None:

@@ -35,13 +35,18 @@ class EvaluationReport:
     """The tables of the paper for one model on one split."""
 
     split: str
+    data: str = ""
+    """The data.yaml evaluated on."""
+    build: dict | None = None
+    """How it was built from FER faces (its build.json: source, settings, images per split); None when unknown."""
     detection: list[dict] = field(default_factory=list)
     classifier: dict = field(default_factory=dict)
     figures: list[str] = field(default_factory=list)
 
     def to_json(self) -> dict:
         """JSON-ready dict."""
-        return {"split": self.split, "detection": self.detection, "classifier": self.classifier, "figures": self.figures}
+        return {"split": self.split, "data": self.data, "build": self.build, "detection": self.detection,
+                "classifier": self.classifier, "figures": self.figures}
 
 
 def run_evaluation(
@@ -66,7 +71,8 @@ def run_evaluation(
             project=str(out.resolve()), name="val", exist_ok=True, verbose=False,
         )
     images, labels = _split_files(data_yaml, data, split)
-    report = EvaluationReport(split, detection=_detection_table(metrics, names, len(images)))
+    report = EvaluationReport(split, str(data_yaml), _build_record(data_yaml),
+                              detection=_detection_table(metrics, names, len(images)))
     truth, predicted = _top_face_predictions(detector, images, labels, names)
     report.classifier = classifier_metrics(truth, predicted, names)
     report.figures = _figures(out, Path(metrics.save_dir), labels, names, report.classifier)
@@ -101,8 +107,11 @@ def classifier_metrics(truth: list[int], predicted: list[int], names: list[str])
 
 def format_markdown(report: EvaluationReport, weights: Path) -> str:
     """The report as Markdown: the paper's two tables, with its own figures beside ours."""
-    lines = [f"# Evaluation of {weights.name} on the {report.split} split", "",
-             "## Table 2: detection per class", "",
+    lines = [f"# Evaluation of {weights.name} on the {report.split} split", "", f"Data set: {report.data}"]
+    if report.build:
+        settings = ", ".join(f"{key} {value}" for key, value in report.build["settings"].items())
+        lines[-1] += f", built from {report.build.get('source')} ({settings})"
+    lines += ["", "## Table 2: detection per class", "",
              "| class | images | instances | P | R | mAP50 | mAP50-95 |", "| --- | --- | --- | --- | --- | --- | --- |"]
     for row in report.detection:
         lines.append(f"| {row['class']} | {row['images']} | {row['instances']} | {row['P']:.3f} | {row['R']:.3f} | "
@@ -118,6 +127,15 @@ def format_markdown(report: EvaluationReport, weights: Path) -> str:
         lines.append(f"| {name} | {row['support']} | {row['precision']:.3f} | {row['recall']:.3f} | {row['f1']:.3f} |")
     lines += ["", "## Figures", ""] + [f"![{Path(f).stem}]({f})" for f in report.figures]
     return "\n".join(lines) + "\n"
+
+
+def _build_record(data_yaml: Path) -> dict | None:
+    """The builder's record beside `data_yaml` (build.json), or None for a data set built elsewhere."""
+    try:
+        record = json.loads((data_yaml.parent / "build.json").read_text())
+    except (OSError, ValueError):
+        return None
+    return record if isinstance(record, dict) and isinstance(record.get("settings"), dict) else None
 
 
 def _detection_table(metrics, names: list[str], image_count: int) -> list[dict]:

@@ -12,8 +12,9 @@ from pathlib import Path
 from exporters.loading import loadable_weights
 from pipeline.core.errors import ConfigError
 from training.augment import augmentation_grid, paper_augmentations
-from training.dataset_builder import BuildSettings, build_detection_dataset
+from training.dataset_builder import build_detection_dataset
 from training.fer2013 import DatasetError, load_fer
+from training.run_dataset import build_settings, save_dataset_settings
 from training.train_config import TrainConfig
 
 log = logging.getLogger(__name__)
@@ -32,21 +33,18 @@ class TrainResult:
 def prepare_dataset(config: TrainConfig, data: str | Path) -> Path:
     """Load FER2013 from `data` (or use `data` as is when it is a data.yaml) and build the detection set."""
     data = Path(data)
-    if data.suffix in (".yaml", ".yml"):
+    if is_data_yaml(data):
         if not data.is_file():
             raise DatasetError(f"data set not found: {data}")
         return data
     fer = load_fer(data, config.dataset.ferplus)
     log.info("%s: %d faces, per class %s", fer.source, len(fer), fer.counts())
-    settings = BuildSettings(
-        mode=config.dataset.mode,
-        split=config.dataset.split,
-        imgsz=int(config.train.get("imgsz", 640)),
-        balance_to=float(config.dataset.balance_to),
-        max_faces=int(config.dataset.max_faces),
-        seed=int(config.train.get("seed", 0)),
-    )
-    return build_detection_dataset(fer, config.dataset.cache_dir, settings)
+    return build_detection_dataset(fer, config.dataset.cache_dir, build_settings(config))
+
+
+def is_data_yaml(data: str | Path) -> bool:
+    """Whether `data` names an already built data set (a data.yaml) rather than FER2013 to build one from."""
+    return Path(data).suffix in (".yaml", ".yml")
 
 
 def run_training(config: TrainConfig, data: str | Path, resume: bool = False) -> TrainResult:
@@ -76,7 +74,13 @@ def run_training(config: TrainConfig, data: str | Path, resume: bool = False) ->
             if pretrained is not None:
                 args["pretrained"] = pretrained
             trainer_model = YOLO(start, task="detect")
+            built = not is_data_yaml(data)
+            if built:  # what evaluate rebuilds the split from, saved before the first epoch
+                trainer_model.add_callback("on_pretrain_routine_start",
+                                           lambda trainer: save_dataset_settings(trainer.save_dir, config))
             trainer_model.train(data=str(data_yaml), **args)
+            if built:  # again: multi-GPU runs train in worker processes, which skip that callback
+                save_dataset_settings(trainer_model.trainer.save_dir, config)
     trainer = trainer_model.trainer
     return TrainResult(Path(trainer.best), Path(trainer.last), Path(trainer.save_dir), data_yaml)
 
