@@ -1,9 +1,10 @@
-"""`emotion-stream demo`: the whole chain on synthetic data, scored against its script."""
+"""`emotion-stream demo`: the whole chain on a scripted video scored against its script, then a real face."""
 
 from __future__ import annotations
 
 import contextlib
 from collections.abc import Iterator
+from dataclasses import dataclass
 from pathlib import Path
 
 import redis
@@ -11,10 +12,12 @@ import redis
 from pipeline.core.config import PipelineConfig
 from pipeline.core.contract import RedisKeys
 from pipeline.core.uris import mask_uri
-from pipeline.files.process import process_video
+from pipeline.files.process import RunReport, process_video
+from pipeline.files.report import write_report
 from pipeline.sinks.entries import parse_frame
 from pipeline.sinks.redis_server import LocalRedisServer
-from training.demo_model import DEMO_IMGSZ, demo_model
+from training.demo_model import DEMO_IMGSZ, SHIPPED_WEIGHTS, ModelMatch, compare_models, demo_model, train_demo_model
+from training.sample_clips import CARPHONE, ClipUnavailable, fetch_clip
 from training.script_agreement import Agreement, score_timeline
 from training.synthetic_video import default_script, render_scripted_video
 
@@ -22,39 +25,90 @@ DEMO_SOURCE = "demo"
 PASSING_ACCURACY = 0.9
 
 
-class DemoResult(Agreement):
-    """The demo's agreement with its script, and whether it passes."""
+@dataclass(frozen=True)
+class DemoResult:
+    """The demo's agreement with its script, how a retrained model compared, and the real-face report."""
+
+    agreement: Agreement
+    retrained: ModelMatch | None = None
+    real_face_report: list[Path] | None = None
+    """The real-face step's report files; None when the clip could not be fetched."""
 
     @property
     def passed(self) -> bool:
-        """True when enough scripted face-frames carry the scripted emotion."""
-        return self.accuracy >= PASSING_ACCURACY
+        """True when enough scripted face-frames carry the scripted emotion (and a retrained model matched)."""
+        return self.agreement.accuracy >= PASSING_ACCURACY and (self.retrained is None or self.retrained.matches)
 
 
-def run_demo(out: str | Path, redis_url: str | None = None, epochs: int | None = None) -> DemoResult:
-    """Train (or reuse) the tiny model, render the scripted video, process it, score it; print each step."""
+def run_demo(out: str | Path, redis_url: str | None = None, retrain: bool = False,
+             weights: str | Path | None = None, imgsz: int | None = None) -> DemoResult:
+    """Shipped (or retrained) tiny model, scripted video processed and scored, then a real face; prints each step.
+
+    `weights` (at `imgsz`) is the user's own emotion model for the real-face step; without it the demo model is used.
+    """
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
-    print("1/4 tiny emotion detector (trained on synthetic FER-format scenes, cached after the first run)")
-    weights = demo_model(epochs)
-    print(f"    weights: {weights}")
+    model, retrained = _demo_weights(out, retrain)
     video = out / "demo.mp4"
-    print(f"2/4 rendering a scripted video: {video}")
+    print(f"2/5 rendering a scripted video: {video}")
     truth = render_scripted_video(video, default_script())
     with _redis(redis_url) as url:
-        print(f"3/4 processing into Redis at {mask_uri(url)}")
-        config = PipelineConfig()
-        config.model.weights, config.model.imgsz = str(weights), DEMO_IMGSZ
-        config.redis.url, config.output.dir = url, str(out)
-        report = process_video(config, video, DEMO_SOURCE)
+        print(f"3/5 processing it into Redis at {mask_uri(url)}")
+        config = _config(url, out, model, DEMO_IMGSZ)
+        report = process_video(config, video, DEMO_SOURCE, replace=True)
         print(report.summary.format())
-        timeline = _timeline_from_redis(url, RedisKeys(config.redis.prefix))
-    agreement = score_timeline(truth, timeline)
-    result = DemoResult(**vars(agreement))
-    print(f"4/4 {result.format()}")
-    print(f"    timeline files: {report.output_dir}")
-    print("    " + ("PASS" if result.passed else f"FAIL (needs {PASSING_ACCURACY:.0%})"))
+        agreement = score_timeline(truth, _timeline_from_redis(url, RedisKeys(config.redis.prefix)))
+        print(f"4/5 {agreement.format()}")
+        print(f"    timeline files: {report.output_dir}")
+        real_face = _real_face(_config(url, out, Path(weights), imgsz or PipelineConfig().model.imgsz) if weights
+                               else config, bool(weights))
+    result = DemoResult(agreement, retrained, real_face)
+    print("PASS" if result.passed else f"FAIL (needs {PASSING_ACCURACY:.0%} of scripted face-frames"
+          + (" and a retrained model that matches the shipped one)" if retrain else ")"))
     return result
+
+
+def _demo_weights(out: Path, retrain: bool) -> tuple[Path, ModelMatch | None]:
+    if not retrain:
+        weights = demo_model()
+        print(f"1/5 tiny emotion detector (trained on synthetic FER-format scenes, shipped): {weights}")
+        return weights, None
+    print("1/5 retraining the tiny emotion detector from scratch on synthetic FER-format scenes")
+    weights = train_demo_model(out / "retrained" / "emotion-demo.pt")
+    match = compare_models(SHIPPED_WEIGHTS, weights)
+    print(f"    {weights}: {match.format()}")
+    return weights, match
+
+
+def _real_face(config: PipelineConfig, users_model: bool) -> list[Path] | None:
+    print(f"5/5 a real face: {CARPHONE.licence}")
+    try:
+        clip = fetch_clip()
+    except ClipUnavailable as error:
+        print(f"    skipped: {error}")
+        return None
+    if not users_model:
+        print("    no --weights given: this is the demo model, trained on synthetic drawn faces only; its boxes and "
+              "emotions on a real face are not meaningful. Give --weights a FER2013-trained model "
+              "(emotion-stream train) to see real emotions.")
+    report = process_video(config, clip, CARPHONE.name, replace=True)
+    print(report.summary.format())
+    return _show_report(report)
+
+
+def _show_report(report: RunReport) -> list[Path]:
+    written = write_report(report.output_dir)
+    for path in written:
+        if path.suffix in (".png", ".md"):
+            print(f"    report: {path}")
+    return written
+
+
+def _config(url: str, out: Path, weights: Path, imgsz: int) -> PipelineConfig:
+    config = PipelineConfig()
+    config.model.weights, config.model.imgsz = str(weights), imgsz
+    config.redis.url, config.output.dir = url, str(out)
+    return config
 
 
 def _timeline_from_redis(url: str, keys: RedisKeys) -> list[list[tuple[tuple[float, ...], str]]]:
