@@ -11,6 +11,7 @@ import shutil
 from pathlib import Path
 
 from exporters.cache import cache_root
+from training.progress import TrainingProgress
 from training.scenes import write_scene_dataset
 
 GENERATOR_VERSION = 1
@@ -44,6 +45,7 @@ def demo_model(epochs: int | None = None, verbose: bool = True) -> Path:
     from ultralytics import YOLO
 
     model = YOLO(settings["model"])
+    TrainingProgress().attach(model)
     model.train(
         data=str(data),
         epochs=settings["epochs"],

@@ -14,6 +14,7 @@ from pipeline.core.errors import ConfigError
 from training.augment import augmentation_grid, paper_augmentations
 from training.dataset_builder import BuildSettings, build_detection_dataset
 from training.fer2013 import DatasetError, load_fer
+from training.progress import TrainingProgress
 from training.train_config import TrainConfig
 
 log = logging.getLogger(__name__)
@@ -65,6 +66,7 @@ def run_training(config: TrainConfig, data: str | Path, resume: bool = False) ->
             raise ConfigError(f"nothing to resume: {last} does not exist")
         with loadable_weights(last) as checked:  # ultralytics resumes from the checked copy, into run_dir
             trainer_model = YOLO(str(checked))
+            TrainingProgress().attach(trainer_model)
             trainer_model.train(resume=True)
     else:
         if not str(architecture).endswith((".yaml", ".yml", ".pt")):
@@ -76,6 +78,7 @@ def run_training(config: TrainConfig, data: str | Path, resume: bool = False) ->
             if pretrained is not None:
                 args["pretrained"] = pretrained
             trainer_model = YOLO(start, task="detect")
+            TrainingProgress().attach(trainer_model)
             trainer_model.train(data=str(data_yaml), **args)
     trainer = trainer_model.trainer
     return TrainResult(Path(trainer.best), Path(trainer.last), Path(trainer.save_dir), data_yaml)
