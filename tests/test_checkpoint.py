@@ -3,8 +3,10 @@ command path without running its code, and real ultralytics checkpoints still lo
 
 from __future__ import annotations
 
+import logging
 import os
 import shutil
+import sys
 from pathlib import Path
 
 import numpy as np
@@ -16,6 +18,7 @@ from exporters.checkpoint import check_checkpoint, verified_checkpoint
 from pipeline.cli import main
 from pipeline.core.errors import ModelError
 from pipeline.engine.detector import DetectorSettings, EmotionDetector
+from tests.terminal import PseudoTerminal
 from tests.videos import gradient_frames, write_video
 from training.model_factory import untrained_detector
 from training.scenes import write_scene_dataset
@@ -140,7 +143,8 @@ def test_plain_data_in_a_checkpoint_is_accepted(tmp_path: Path) -> None:
     assert verified_checkpoint(path) == path.read_bytes()
 
 
-def test_real_ultralytics_checkpoints_load(weights: Path, imgsz: int, data_yaml: Path, tmp_path: Path) -> None:
+def test_real_ultralytics_checkpoints_load(weights: Path, imgsz: int, data_yaml: Path, tmp_path: Path,
+                                           caplog: pytest.LogCaptureFixture, monkeypatch: pytest.MonkeyPatch) -> None:
     untrained = untrained_detector(tmp_path / "untrained.pt", "yolov8n.yaml")
     for path in (weights, untrained):
         assert len(EmotionDetector(path, settings=DetectorSettings(imgsz=imgsz)).names) == 7
@@ -155,5 +159,12 @@ def test_real_ultralytics_checkpoints_load(weights: Path, imgsz: int, data_yaml:
     assert checkpoint["optimizer"]["state"] and checkpoint["ema"] is not None and checkpoint["train_args"]
     verified_checkpoint(mid_run)
     shutil.copy2(mid_run, first.last)
-    resumed = run_training(config, data_yaml, resume=True)
+    caplog.set_level(logging.ERROR, logger="ultralytics")  # ultralytics draws no bars of its own (as without -v)
+    with PseudoTerminal() as terminal, monkeypatch.context() as patch:
+        patch.setattr(sys, "stderr", terminal.stream)
+        resumed = run_training(config, data_yaml, resume=True)
     assert resumed.run_dir == first.run_dir and torch.load(resumed.last, weights_only=False)["epoch"] == -1
+    # On a terminal, the epoch bar of the resumed run starts at the resumed epoch.
+    bar = [state for state in terminal.text().split("\r") if state.startswith("train:")]
+    assert "| 1/2 [" in bar[0] and "| 2/2 [" in bar[-1] and ", box " in bar[-1], bar
+    assert "0/2" not in terminal.text()

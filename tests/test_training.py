@@ -1,5 +1,6 @@
 """Train and evaluate on synthetic FER-format data, as a user would on FER2013."""
 
+import re
 from pathlib import Path
 
 import pytest
@@ -10,6 +11,7 @@ from pipeline.core.errors import ConfigError
 from pipeline.engine.detector import DetectorSettings, EmotionDetector
 from training.augment import PAPER_PROBABILITIES, augmentation_grid, paper_augmentations
 from training.fer2013 import write_fer2013_csv
+from training.progress import EpochSummary, format_duration
 from training.run_dataset import evaluation_dataset, run_folder_of
 from training.synthetic_faces import FER_CLASSES, synthetic_fer
 from training.train import run_training
@@ -138,13 +140,21 @@ def test_evaluate_finds_the_run_of_its_weights(tmp_path: Path) -> None:
     assert differs.note == (f"dataset settings differ from the run's ({run.resolve() / 'dataset.yaml'}): "
                             "dataset.split 'official' (run) -> 'paper' (here)")
 
-
-def test_paper_augmentations_are_wired_into_training(fer_csv: Path, tmp_path: Path) -> None:
-    overrides = FAST + ["epochs=1", "augment.paper=true", f"project={tmp_path / 'runs'}",
+def test_train_command_wires_paper_augmentations_and_shows_epochs(fer_csv: Path, tmp_path: Path,
+                                                                  capsys: pytest.CaptureFixture) -> None:
+    overrides = FAST + ["epochs=2", "augment.paper=true", f"project={tmp_path / 'runs'}",
                         f"dataset.cache_dir={tmp_path / 'datasets'}"]
-    result = run_training(load_train_config(overrides=overrides), fer_csv)
-    assert (result.run_dir / "augmentations.png").exists()
-    args = yaml.safe_load((result.run_dir / "args.yaml").read_text())
+    assert main(["train", "--data", str(fer_csv), *overrides]) == 0
+    captured = capsys.readouterr()
+    # Not a terminal: one plain line per epoch on stderr, then ultralytics' validation of best.pt.
+    lines = [line for line in captured.err.splitlines() if re.match(r"(epoch \d|best\.pt)", line)]
+    losses = r"box \d+\.\d{3} cls \d+\.\d{3} dfl \d+\.\d{3}  mAP50 \d\.\d{3}  \d+\.\d s/epoch"
+    assert re.fullmatch(rf"epoch 1/2  {losses}  ETA (\d+m)?\d+s", lines[0]), lines
+    assert re.fullmatch(rf"epoch 2/2  {losses}  ETA 0s", lines[1]), lines
+    assert re.fullmatch(r"best\.pt  mAP50 \d\.\d{3}", lines[2]) and len(lines) == 3, lines
+    run_dir = Path(re.search(r"run folder: +(.+)", captured.out).group(1))
+    assert (run_dir / "augmentations.png").exists()
+    args = yaml.safe_load((run_dir / "args.yaml").read_text())
     used = [item["transform"]["__class_fullname__"] for item in args["augmentations"]]
     assert used == ["HorizontalFlip", "VerticalFlip", "RandomBrightnessContrast", "Affine", "GaussianBlur",
                     "RGBShift", "CLAHE", "CoarseDropout"]
@@ -158,3 +168,12 @@ def test_training_errors_are_clear(tmp_path: Path, capsys: pytest.CaptureFixture
     assert "missing column(s) Usage" in capsys.readouterr().err
     assert main(["train", "--data", str(bad), "epoch=1"]) == 2
     assert "not an ultralytics training argument" in capsys.readouterr().err
+
+
+def test_epoch_lines_and_durations_read_plainly() -> None:
+    assert [format_duration(s) for s in (0.4, 42, 59.6, 444, 3599, 3725, 36000)] == [
+        "0s", "42s", "1m00s", "7m24s", "59m59s", "1h02m", "10h00m"]
+    summary = EpochSummary(3, 40, {"box": 1.2341, "cls": 2.3449, "dfl": 0.9}, 0.8124, 12.06)
+    assert summary.line(444) == "epoch 3/40  box 1.234 cls 2.345 dfl 0.900  mAP50 0.812  12.1 s/epoch  ETA 7m24s"
+    unvalidated = EpochSummary(1, 2, {"box": 1.0}, None, 3.0)
+    assert unvalidated.line(3.0) == "epoch 1/2  box 1.000  3.0 s/epoch  ETA 3s"

@@ -20,6 +20,7 @@ import numpy as np
 
 from exporters.cache import cache_root, file_digest
 from pipeline.engine.batch import Detections
+from training.progress import TrainingProgress
 from training.scenes import make_scene, write_scene_dataset
 from training.script_agreement import score_timeline
 from training.synthetic_video import FaceTruth
@@ -87,6 +88,7 @@ def train_demo_model(weights: Path, verbose: bool = False) -> Path:
     with tempfile.TemporaryDirectory(prefix="emotion-demo-", dir=weights.parent) as work:
         data = write_scene_dataset(Path(work) / "data", settings["train_images"], settings["val_images"], DEMO_IMGSZ)
         model = YOLO(settings["model"])
+        TrainingProgress().attach(model)
         model.train(
             data=str(data),
             epochs=settings["epochs"],

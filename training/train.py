@@ -14,6 +14,7 @@ from pipeline.core.errors import ConfigError
 from training.augment import augmentation_grid, paper_augmentations
 from training.dataset_builder import build_detection_dataset
 from training.fer2013 import DatasetError, load_fer
+from training.progress import TrainingProgress
 from training.run_dataset import build_settings, save_dataset_settings
 from training.train_config import TrainConfig
 
@@ -63,6 +64,7 @@ def run_training(config: TrainConfig, data: str | Path, resume: bool = False) ->
             raise ConfigError(f"nothing to resume: {last} does not exist")
         with loadable_weights(last) as checked:  # ultralytics resumes from the checked copy, into run_dir
             trainer_model = YOLO(str(checked))
+            TrainingProgress().attach(trainer_model)
             trainer_model.train(resume=True)
     else:
         if not str(architecture).endswith((".yaml", ".yml", ".pt")):
@@ -78,6 +80,7 @@ def run_training(config: TrainConfig, data: str | Path, resume: bool = False) ->
             if built:  # what evaluate rebuilds the split from, saved before the first epoch
                 trainer_model.add_callback("on_pretrain_routine_start",
                                            lambda trainer: save_dataset_settings(trainer.save_dir, config))
+            TrainingProgress().attach(trainer_model)
             trainer_model.train(data=str(data_yaml), **args)
             if built:  # again: multi-GPU runs train in worker processes, which skip that callback
                 save_dataset_settings(trainer_model.trainer.save_dir, config)
