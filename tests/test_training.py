@@ -140,6 +140,7 @@ def test_evaluate_finds_the_run_of_its_weights(tmp_path: Path) -> None:
     assert differs.note == (f"dataset settings differ from the run's ({run.resolve() / 'dataset.yaml'}): "
                             "dataset.split 'official' (run) -> 'paper' (here)")
 
+
 def test_train_command_wires_paper_augmentations_and_shows_epochs(fer_csv: Path, tmp_path: Path,
                                                                   capsys: pytest.CaptureFixture) -> None:
     overrides = FAST + ["epochs=2", "augment.paper=true", f"project={tmp_path / 'runs'}",
