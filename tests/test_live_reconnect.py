@@ -21,6 +21,9 @@ from pipeline.live.supervisor import DecoderSupervisor
 from pipeline.live.watchdog import Watchdog
 from tests.rtsp import RtspServer
 
+RESTARTS = int(os.environ.get("EMOTION_STREAM_RTSP_RESTARTS", "5"))
+"""Server restarts in a row (`make soak` runs 30)."""
+
 
 def _wait_for(condition: Callable[[], bool], timeout_s: float) -> bool:
     deadline = time.monotonic() + timeout_s
@@ -126,7 +129,7 @@ def _outage_run(weights: Path, imgsz: int, camera_video: Path, redis_url: str, t
         result: list[list[int]] = []
         chaos = threading.Thread(target=lambda: result.append(_restarts(redis_url, server, restarts, 8)))
         chaos.start()
-        report = serve(config, max_seconds=240)
+        report = serve(config, max_seconds=120 + 10 * restarts)
         chaos.join()
     client = redis.Redis.from_url(redis_url, decode_responses=True)
     statuses = [fields for _id, fields in client.xrange("emotion:events:cam") if fields["type"] == "source_status"]
@@ -144,9 +147,9 @@ def _assert_back_after_every_outage(delivered: list[int], restarts: int, status:
     assert [fields["state"] for fields in statuses][-1] == "ended"
 
 
-def test_camera_comes_back_after_ten_server_restarts(
+def test_camera_comes_back_after_every_server_restart(
     weights: Path, imgsz: int, camera_video: Path, redis_url: str, tmp_path: Path
 ) -> None:
-    """Each outage starts the decoder's backoff afresh: ten in a row cost no more than the first."""
-    delivered, status, statuses = _outage_run(weights, imgsz, camera_video, redis_url, tmp_path, restarts=10)
-    _assert_back_after_every_outage(delivered, 10, status, statuses)
+    """Each outage starts the decoder's backoff afresh: many in a row cost no more than the first."""
+    delivered, status, statuses = _outage_run(weights, imgsz, camera_video, redis_url, tmp_path, restarts=RESTARTS)
+    _assert_back_after_every_outage(delivered, RESTARTS, status, statuses)

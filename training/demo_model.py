@@ -8,11 +8,14 @@ again from scratch and compare, so the file cannot drift from the code.
 
 from __future__ import annotations
 
+import dataclasses
 import hashlib
 import json
 import logging
+import os
 import shutil
 import tempfile
+import time
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -20,6 +23,7 @@ import numpy as np
 
 from exporters.cache import cache_root, file_digest
 from pipeline.engine.batch import Detections
+from training.first_epoch import FirstEpochRecorder, UpdateFingerprint
 from training.progress import TrainingProgress
 from training.scenes import make_scene, write_scene_dataset
 from training.script_agreement import score_timeline
@@ -63,7 +67,7 @@ def shipped_is_current() -> bool:
     """True when the shipped weights exist, are the recorded bytes, and were trained from today's settings."""
     if not (SHIPPED_WEIGHTS.is_file() and SHIPPED_RECORD.is_file()):
         return False
-    record = json.loads(SHIPPED_RECORD.read_text())
+    record = shipped_record()
     return record.get("settings_key") == settings_key() and record.get("sha256") == file_digest(SHIPPED_WEIGHTS)
 
 
@@ -79,16 +83,34 @@ def demo_model(verbose: bool = False) -> Path:
     return weights
 
 
-def train_demo_model(weights: Path, verbose: bool = False) -> Path:
-    """Train the demo model from scratch with `DEMO_TRAINING` and write it to `weights`."""
+@dataclass(frozen=True)
+class DemoTraining:
+    """What one training of the demo recipe made: the weights, the data set it drew, its first update."""
+
+    weights: Path
+    dataset_digest: str
+    """SHA-256 of the synthetic images and labels, in name order."""
+    first_epoch: UpdateFingerprint
+    seconds: float
+
+
+def train_demo_model(weights: Path, verbose: bool = False, first_epoch_only: bool = False) -> DemoTraining:
+    """Train the demo model from scratch with `DEMO_TRAINING` and write it to `weights`.
+
+    `first_epoch_only` stops after the first of the recipe's epochs (same schedule), to check a recipe cheaply.
+    """
     from ultralytics import YOLO
 
     settings = DEMO_TRAINING
     weights.parent.mkdir(parents=True, exist_ok=True)
+    started = time.monotonic()
     with tempfile.TemporaryDirectory(prefix="emotion-demo-", dir=weights.parent) as work:
         data = write_scene_dataset(Path(work) / "data", settings["train_images"], settings["val_images"], DEMO_IMGSZ)
+        dataset_digest = _dataset_digest(data.parent)
         model = YOLO(settings["model"])
         TrainingProgress().attach(model)
+        first_epoch = FirstEpochRecorder(stop_after_first=first_epoch_only)
+        first_epoch.attach(model)
         model.train(
             data=str(data),
             epochs=settings["epochs"],
@@ -113,7 +135,39 @@ def train_demo_model(weights: Path, verbose: bool = False) -> Path:
         staging = weights.with_suffix(".part")
         shutil.copy2(Path(work) / "train" / "weights" / "best.pt", staging)
         staging.replace(weights)
-    return weights
+    assert first_epoch.fingerprint is not None, "ultralytics ran no epoch"
+    return DemoTraining(weights, dataset_digest, first_epoch.fingerprint, time.monotonic() - started)
+
+
+def ship(training: DemoTraining) -> None:
+    """Make `training`'s weights the shipped demo model, with their record (for maintainers, after a retrain)."""
+    import platform
+
+    import torch
+    import ultralytics
+
+    ASSETS.mkdir(parents=True, exist_ok=True)
+    shutil.copyfile(training.weights, SHIPPED_WEIGHTS)
+    record = {
+        "settings_key": settings_key(),
+        "settings": DEMO_TRAINING | {"generator": GENERATOR_VERSION},
+        "sha256": file_digest(SHIPPED_WEIGHTS),
+        "dataset_digest": training.dataset_digest,
+        "first_epoch_update": list(training.first_epoch.projections),
+        "trained_with": {"ultralytics": ultralytics.__version__, "torch": torch.__version__,
+                         "machine": f"{platform.machine()} {platform.processor() or ''} {os.cpu_count()} cores".strip(),
+                         "seconds": round(training.seconds) or None},
+    }
+    SHIPPED_RECORD.write_text(json.dumps(record, indent=2) + "\n")
+
+
+def shipped_record() -> dict:
+    """The shipped model's record (settings key, hashes, first-epoch fingerprint, how it was trained)."""
+    return json.loads(SHIPPED_RECORD.read_text())
+
+
+def _dataset_digest(root: Path) -> str:
+    return hashlib.sha256((file_digest(root / "images") + file_digest(root / "labels")).encode()).hexdigest()
 
 
 @dataclass(frozen=True)
@@ -164,3 +218,18 @@ def compare_models(first: Path, second: Path) -> ModelMatch:
 def _faces_per_image(found: Detections) -> list[list[tuple[tuple[float, ...], int]]]:
     return [[(tuple(found.xyxy[row].tolist()), int(found.class_id[row]))
              for row in range(found.offsets[i], found.offsets[i + 1])] for i in range(len(found.frames))]
+
+
+if __name__ == "__main__":
+    import sys
+
+    # python -m training.demo_model ship [WEIGHTS]: make WEIGHTS (trained by this recipe; recorded from a
+    # first-epoch run) or, without them, a model retrained from scratch the shipped demo model.
+    if sys.argv[1:2] != ["ship"] or len(sys.argv) > 3:
+        sys.exit("usage: python -m training.demo_model ship [WEIGHTS]")
+    work = cache_root() / "demo-model" / "retrained" / "emotion-demo.pt"
+    training = train_demo_model(work, first_epoch_only=len(sys.argv) == 3)
+    if len(sys.argv) == 3:
+        training = dataclasses.replace(training, weights=Path(sys.argv[2]), seconds=0.0)
+    ship(training)
+    print(f"shipped {SHIPPED_WEIGHTS} ({settings_key()})")

@@ -74,7 +74,7 @@ def _demo_weights(out: Path, retrain: bool) -> tuple[Path, ModelMatch | None]:
         print(f"1/5 tiny emotion detector (trained on synthetic FER-format scenes, shipped): {weights}")
         return weights, None
     print("1/5 retraining the tiny emotion detector from scratch on synthetic FER-format scenes")
-    weights = train_demo_model(out / "retrained" / "emotion-demo.pt")
+    weights = train_demo_model(out / "retrained" / "emotion-demo.pt").weights
     match = compare_models(SHIPPED_WEIGHTS, weights)
     print(f"    {weights}: {match.format()}")
     return weights, match
