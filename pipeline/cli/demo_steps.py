@@ -98,9 +98,11 @@ def _real_face(config: PipelineConfig, users_model: bool) -> list[Path] | None:
 
 def _show_report(report: RunReport) -> list[Path]:
     written = write_report(report.output_dir)
+    people = [path for path in written if path.name.startswith("person_")]
     for path in written:
-        if path.suffix in (".png", ".md"):
+        if path.name in ("overview.png", "report.md"):
             print(f"    report: {path}")
+    print(f"    and one plot per tracked person ({len(people)}): {report.output_dir / 'person_<id>.png'}")
     return written
 
 

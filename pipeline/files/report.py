@@ -3,7 +3,8 @@
 Reads a run folder (timeline.jsonl, events.jsonl, summary.json) and writes, per tracked
 person, `person_<id>.png` (class probabilities over time, the per-frame emotion as a
 colour strip, emotion changes and micro-expressions marked), `report.md` / `report.json`
-(share of time per emotion, changes, micro-expressions), and optionally `annotated.mp4`.
+(share of time per emotion, changes, micro-expressions), `overview.png` when the source video
+is at hand (frames with every face boxed over each person's strip), and optionally `annotated.mp4`.
 """
 
 from __future__ import annotations
@@ -17,6 +18,7 @@ import numpy as np
 
 from pipeline.core.errors import SourceError, shown
 from pipeline.faces.colours import FER_COLOURS, bgr, class_colours
+from pipeline.files.report_overview import draw_face, write_overview
 
 
 @dataclass
@@ -49,8 +51,13 @@ def write_report(run_dir: str | Path, annotate: bool = False, video: str | Path 
     (run_dir / "report.json").write_text(json.dumps([vars(p) for p in summaries], indent=2))
     (run_dir / "report.md").write_text(_markdown(summaries, names, written))
     written += [run_dir / "report.json", run_dir / "report.md"]
+    source = Path(video) if video else _recorded_video(run_dir)
+    if source is not None:
+        strips = [(person.track_id, series["pts"], series["top"]) for person, series in people]
+        written.append(write_overview(run_dir, frames, strips, colours, source, _overview_title(run_dir, people)))
     if annotate:
-        source = Path(video) if video else _video_of(run_dir)
+        if source is None:
+            raise SourceError(f"{run_dir}: the source video is unknown or gone; pass --video")
         written.append(write_annotated_video(source, frames, run_dir / "annotated.mp4"))
     return written
 
@@ -77,7 +84,7 @@ def write_annotated_video(video: Path, frames: list[dict], target: Path) -> Path
                 stream.width, stream.height, stream.pix_fmt = width, height, "yuv420p"
             image = _fit(frame.image, height, width)
             for face in by_index.get(frame.index, []):
-                _draw_face(image, face, bgr(colours[face["emotion"]]))
+                draw_face(image, face, bgr(colours[face["emotion"]]))
             for packet in stream.encode(av.VideoFrame.from_ndarray(image, format="bgr24")):
                 container.mux(packet)
         for packet in stream.encode() if stream is not None else []:
@@ -96,16 +103,6 @@ def _fit(image: np.ndarray, height: int, width: int) -> np.ndarray:
     kept = image[:height, :width]
     fitted[: kept.shape[0], : kept.shape[1]] = kept
     return fitted
-
-
-def _draw_face(image: np.ndarray, face: dict, colour: tuple[int, int, int]) -> None:
-    import cv2
-
-    x1, y1, x2, y2 = (int(v) for v in face["box"])
-    cv2.rectangle(image, (x1, y1), (x2, y2), colour, 2)
-    person = "" if face["id"] is None else f"#{face['id']} "
-    cv2.putText(image, f"{person}{face['emotion']} {face['score']:.2f}", (x1, max(12, y1 - 5)),
-                cv2.FONT_HERSHEY_SIMPLEX, 0.45, colour, 1, cv2.LINE_AA)
 
 
 def _people(frames: list[dict], events: list[dict]) -> list[tuple[PersonSummary, dict]]:
@@ -204,9 +201,15 @@ def _colours(frames: list[dict], events: list[dict]) -> dict[str, str]:
     return class_colours([*_class_names(frames), *seen])
 
 
-def _video_of(run_dir: Path) -> Path:
+def _recorded_video(run_dir: Path) -> Path | None:
+    """The video the run recorded in summary.json, when it is still there."""
     summary = run_dir / "summary.json"
     video = json.loads(summary.read_text()).get("video") if summary.exists() else None
-    if not video or not Path(video).exists():
-        raise SourceError(f"{run_dir}: the source video is unknown or gone; pass --video")
-    return Path(video)
+    return Path(video) if video and Path(video).is_file() else None
+
+
+def _overview_title(run_dir: Path, people: list) -> str:
+    summary = run_dir / "summary.json"
+    model = json.loads(summary.read_text()).get("model") if summary.exists() else None
+    return f"{run_dir.name}: {len(people)} tracked " + ("person" if len(people) == 1 else "people") + (
+        f", model {model}" if model else "")
