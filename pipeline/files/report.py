@@ -41,6 +41,8 @@ def write_report(run_dir: str | Path, annotate: bool = False, video: str | Path 
     if not timeline_path.is_file():
         raise SourceError(f"no timeline.jsonl in {run_dir}: is it a folder written by process?")
     frames = [json.loads(line) for line in timeline_path.read_text().splitlines()]
+    for stale in [*run_dir.glob("person_*.png"), run_dir / "overview.png"]:  # an earlier report's people
+        stale.unlink(missing_ok=True)
     events_path = run_dir / "events.jsonl"
     events = [json.loads(line) for line in events_path.read_text().splitlines()] if events_path.exists() else []
     names = _class_names(frames)

@@ -7,10 +7,15 @@ looked. The frames are fetched by seeking (a few keyframe seeks, not a decode of
 from __future__ import annotations
 
 from pathlib import Path
+from typing import TYPE_CHECKING
 
+import av
 import numpy as np
 
 from pipeline.faces.colours import bgr
+
+if TYPE_CHECKING:
+    from pipeline.files.sources import VideoFileSource
 
 SHEET_FRAMES = 4
 SHOWN_WIDTH = 320
@@ -41,14 +46,20 @@ def write_overview(run_dir: Path, frames: list[dict], strips: list[tuple[int, li
 
     shown = _sheet_frames(frames)
     images = frames_at(video, [frame["pts"] for frame in shown])
+    people = len(strips)
     strips = sorted(strips, key=lambda strip: -len(strip[1]))[:STRIP_PEOPLE]
-    fig = plt.figure(figsize=(12, 3.2 + 0.35 * max(1, len(strips))))
-    grid = fig.add_gridspec(2, len(shown) or 1, height_ratios=[3.0, 0.35 * max(1, len(strips)) + 0.6], hspace=0.25)
+    if people > len(strips):
+        title += f" (strips: the {len(strips)} seen longest)"
+    rows = max(1, len(strips))
+    fig = plt.figure(figsize=(12, 3.2 + 0.35 * rows))
+    grid = fig.add_gridspec(2, len(shown) or 1, height_ratios=[3.0, 0.35 * rows + 0.6], hspace=0.25)
+    drawn: set[str] = set()
     for column, (frame, image) in enumerate(zip(shown, images)):
         scale = max(1.0, SHOWN_WIDTH / image.shape[1])  # small frames are enlarged so labels stay readable
         image = cv2.resize(image, None, fx=scale, fy=scale, interpolation=cv2.INTER_LINEAR)
         for face in frame["faces"]:
             draw_face(image, face | {"box": [v * scale for v in face["box"]]}, bgr(colours[face["emotion"]]))
+            drawn.add(face["emotion"])
         ax = fig.add_subplot(grid[0, column])
         ax.imshow(image[:, :, ::-1])
         ax.set_title(f"{frame['pts']:.2f} s", fontsize=9)
@@ -58,16 +69,20 @@ def write_overview(run_dir: Path, frames: list[dict], strips: list[tuple[int, li
     step = end / max(1, len(frames) - 1) if len(frames) > 1 else 0.04
     for row, (_person, pts, emotions) in enumerate(strips):
         for t, emotion in zip(pts, emotions):
-            ax.axvspan(t, t + step, ymin=1 - (row + 0.9) / len(strips), ymax=1 - (row + 0.1) / len(strips),
+            ax.axvspan(t, t + step, ymin=1 - (row + 0.9) / rows, ymax=1 - (row + 0.1) / rows,
                        color=colours[emotion], lw=0)
-    ax.set_yticks([1 - (row + 0.5) / max(1, len(strips)) for row in range(len(strips))],
+            drawn.add(emotion)
+    ax.set_yticks([1 - (row + 0.5) / rows for row in range(len(strips))],
                   [f"person {track_id}" for track_id, _pts, _emotions in strips], fontsize=8)
     ax.set_ylim(0, 1)
     ax.set_xlim(0, end + step)
     ax.set_xlabel("time (s)")
-    used = sorted({emotion for _id, _pts, emotions in strips for emotion in emotions}, key=list(colours).index)
-    ax.legend(handles=[plt.Rectangle((0, 0), 1, 1, color=colours[name]) for name in used], labels=used,
-              loc="upper left", bbox_to_anchor=(1.0, 1.0), fontsize=8, frameon=False)
+    if not strips:
+        ax.text(0.5, 0.5, "no tracked person", ha="center", va="center", transform=ax.transAxes, fontsize=9)
+    used = [name for name in colours if name in drawn]
+    if used:
+        ax.legend(handles=[plt.Rectangle((0, 0), 1, 1, color=colours[name]) for name in used], labels=used,
+                  loc="upper left", bbox_to_anchor=(1.0, 1.0), fontsize=8, frameon=False)
     fig.suptitle(title, fontsize=10)
     path = run_dir / "overview.png"
     fig.savefig(path, dpi=110, bbox_inches="tight")
@@ -84,22 +99,58 @@ def _sheet_frames(frames: list[dict]) -> list[dict]:
 
 
 def frames_at(video: Path, times: list[float]) -> list[np.ndarray]:
-    """The frame shown at each presentation time (seconds from the stream's start), rotation applied."""
-    import av
+    """The frame shown at each presentation time (seconds from the stream's start, as timelines count),
+    rotation applied: found by seeking where the container allows it, else by decoding in order.
 
+    Raises SourceError (one line) when `video` is not a readable video.
+    """
+    from pipeline.files.sources import VideoFileSource
+
+    VideoFileSource(video).close()  # the same checks and one-line errors as `process`
+    try:
+        return _seek_frames(video, times)
+    except (_SeekMissed, av.error.FFmpegError):
+        return _decoded_frames(VideoFileSource(video), times)
+
+
+class _SeekMissed(Exception):
+    """Seeking did not land on the frame at a time (no timestamps, or the container seeks imprecisely)."""
+
+
+def _seek_frames(video: Path, times: list[float]) -> list[np.ndarray]:
     from pipeline.files.sources import rotate_for_display
 
     images = []
     with av.open(str(video)) as container:
         stream = container.streams.video[0]
         start = stream.start_time or 0
+        if stream.time_base is None:
+            raise _SeekMissed
         for seconds in times:
             target = start + int(round(seconds / stream.time_base))
             container.seek(target, stream=stream, backward=True, any_frame=False)
-            image = None
+            found = None
             for decoded in container.decode(stream):
-                image = rotate_for_display(decoded.to_ndarray(format="bgr24"), decoded.rotation)
-                if decoded.pts is None or decoded.pts >= target:
+                if decoded.pts is None or (found is None and decoded.pts > target):
+                    raise _SeekMissed  # landed past the frame: never draw one frame's faces on another
+                if decoded.pts == target:
+                    found = rotate_for_display(decoded.to_ndarray(format="bgr24"), decoded.rotation)
+                if decoded.pts >= target:
                     break
-            images.append(image if image is not None else np.zeros((2, 2, 3), np.uint8))
+            if found is None:
+                raise _SeekMissed
+            images.append(found)
     return images
+
+
+def _decoded_frames(source: VideoFileSource, times: list[float]) -> list[np.ndarray]:
+    wanted = {round(seconds, 6): i for i, seconds in enumerate(times)}
+    images: list[np.ndarray | None] = [None] * len(times)
+    for frame in source:
+        index = wanted.pop(round(frame.pts, 6), None)
+        if index is not None:
+            images[index] = frame.image
+        if not wanted:
+            source.close()
+            break
+    return [image if image is not None else np.zeros((2, 2, 3), np.uint8) for image in images]
