@@ -38,7 +38,7 @@ demo: setup
 
 test: setup
 	$(VENV)/bin/ruff check pipeline exporters training tests
-	$(VENV)/bin/python -m pytest
+	$(VENV)/bin/python -m pytest -n auto --dist loadfile   # one worker per core, each test file on one worker
 
 # Throughput against YOLO.predict and the forward-only ceiling (files), then live capacity (streams).
 bench: setup
