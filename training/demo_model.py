@@ -77,8 +77,8 @@ def demo_model(verbose: bool = False) -> Path:
         return SHIPPED_WEIGHTS
     weights = cache_root() / "demo-model" / settings_key() / "emotion-demo.pt"
     if not weights.exists():
-        log.warning("the shipped demo model was trained from other settings: training one now (cached in %s)",
-                    weights.parent)
+        log.warning("the shipped demo model is missing or was trained from other settings: training one now "
+                    "(40-50 minutes on 2 cores; cached in %s)", weights.parent)
         train_demo_model(weights, verbose=verbose)
     return weights
 
