@@ -56,3 +56,16 @@ def test_shipped_demo_model_is_what_the_code_trains(tmp_path: Path, capsys: pyte
     for step in ("1/5", "2/5", "3/5", "4/5", "5/5"):
         assert step in out
     assert "trained on synthetic drawn faces only" in out and "report: " in out
+
+
+def test_the_demo_never_replaces_data_in_a_shared_redis(tmp_path: Path, redis_url: str) -> None:
+    import redis
+
+    from pipeline.core.errors import SinkError
+
+    client = redis.Redis.from_url(redis_url)
+    client.xadd("emotion:frames:demo", {"v": "1", "frame": "0", "pts": "0", "ts": "0", "faces": "[]", "model": "m"})
+    with pytest.raises(SinkError, match=r"the demo never replaces data: give --redis another database") as error:
+        run_demo(tmp_path, redis_url=redis_url)
+    assert "--replace" not in str(error.value)
+    assert client.xlen("emotion:frames:demo") == 1

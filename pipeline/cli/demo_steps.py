@@ -68,7 +68,7 @@ def run_demo(out: str | Path, redis_url: str | None = None, retrain: bool = Fals
     with _redis(redis_url) as url:
         print(f"3/5 processing it into Redis at {mask_uri(url)}")
         config = _config(url, out, model, DEMO_IMGSZ)
-        report = process_video(config, video, DEMO_SOURCE)
+        report = _process(config, video, DEMO_SOURCE)
         print(report.summary.format())
         agreement = score_timeline(truth, _timeline_from_redis(url, RedisKeys(config.redis.prefix)))
         print(f"4/5 {agreement.format()}")
@@ -104,9 +104,21 @@ def _real_face(config: PipelineConfig, users_model: bool) -> list[Path] | None:
         print("    no --weights given: this is the demo model, trained on synthetic drawn faces only; its boxes and "
               "emotions on a real face are not meaningful. Give --weights a FER2013-trained model "
               "(emotion-stream train) to see real emotions.")
-    report = process_video(config, clip, REAL_FACE_SOURCE)
+    report = _process(config, clip, REAL_FACE_SOURCE)
     print(report.summary.format())
     return _show_report(report)
+
+
+def _process(config: PipelineConfig, video: Path, source_id: str) -> RunReport:
+    """`process_video`, with a refusal by a shared Redis explained for the demo (it never replaces data)."""
+    try:
+        return process_video(config, video, source_id)
+    except SinkError as error:
+        reason, refused, _hint = str(error).partition("; pass --replace")
+        if not refused:
+            raise
+        raise SinkError(f"{reason}; the demo never replaces data: give --redis another database, or delete the "
+                        f"keys of the demo's sources ({DEMO_SOURCE}, {REAL_FACE_SOURCE})") from None
 
 
 def _show_report(report: RunReport) -> list[Path]:

@@ -19,6 +19,7 @@ import numpy as np
 from pipeline.core.errors import SourceError, shown
 from pipeline.faces.colours import FER_COLOURS, bgr, class_colours
 from pipeline.files.report_overview import draw_face, write_overview
+from pipeline.files.sources import VideoFileSource
 
 
 @dataclass
@@ -41,6 +42,8 @@ def write_report(run_dir: str | Path, annotate: bool = False, video: str | Path 
     if not timeline_path.is_file():
         raise SourceError(f"no timeline.jsonl in {run_dir}: is it a folder written by process?")
     frames = [json.loads(line) for line in timeline_path.read_text().splitlines()]
+    if video is not None:
+        VideoFileSource(video).close()  # a wrong --video is refused before anything is rewritten
     for stale in [*run_dir.glob("person_*.png"), run_dir / "overview.png"]:  # an earlier report's people
         stale.unlink(missing_ok=True)
     events_path = run_dir / "events.jsonl"
@@ -71,8 +74,6 @@ def write_annotated_video(video: Path, frames: list[dict], target: Path) -> Path
     at least 2 pixels as yuv420p needs (a 1x1 or 33x17 video is padded, not cropped away).
     """
     import av
-
-    from pipeline.files.sources import VideoFileSource
 
     source = VideoFileSource(video)
     by_index = {frame["frame"]: frame["faces"] for frame in frames}
@@ -175,7 +176,10 @@ def _plot_person(run_dir: Path, person: PersonSummary, data: dict, names: list[s
 
 
 def _markdown(people: list[PersonSummary], names: list[str], plots: list[Path]) -> str:
-    lines = ["# Interview report", "", "| person | seen | " + " | ".join(names) + " | changes | micro-expressions |",
+    lines = ["# Interview report", ""]
+    if not people:
+        lines += ["No tracked person in this run.", ""]
+    lines += ["| person | seen | " + " | ".join(names) + " | changes | micro-expressions |",
              "| --- | --- | " + " | ".join("---" for _ in names) + " | --- | --- |"]
     for p in people:
         shares = " | ".join(f"{p.emotion_share.get(name, 0) * 100:.0f}%" for name in names)

@@ -6,6 +6,7 @@ looked. The frames are fetched by seeking (a few keyframe seeks, not a decode of
 
 from __future__ import annotations
 
+import logging
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -16,6 +17,8 @@ from pipeline.faces.colours import bgr
 
 if TYPE_CHECKING:
     from pipeline.files.sources import VideoFileSource
+
+log = logging.getLogger(__name__)
 
 SHEET_FRAMES = 4
 SHOWN_WIDTH = 320
@@ -117,6 +120,10 @@ class _SeekMissed(Exception):
     """Seeking did not land on the frame at a time (no timestamps, or the container seeks imprecisely)."""
 
 
+TIME_TOLERANCE_S = 0.0006
+"""Timelines keep times to the millisecond: a frame is the one within this of the time asked for."""
+
+
 def _seek_frames(video: Path, times: list[float]) -> list[np.ndarray]:
     from pipeline.files.sources import rotate_for_display
 
@@ -127,15 +134,17 @@ def _seek_frames(video: Path, times: list[float]) -> list[np.ndarray]:
         if stream.time_base is None:
             raise _SeekMissed
         for seconds in times:
-            target = start + int(round(seconds / stream.time_base))
-            container.seek(target, stream=stream, backward=True, any_frame=False)
+            container.seek(start + int(round(seconds / stream.time_base)), stream=stream, backward=True,
+                           any_frame=False)
             found = None
             for decoded in container.decode(stream):
-                if decoded.pts is None or (found is None and decoded.pts > target):
+                if decoded.pts is None:
+                    raise _SeekMissed
+                at = float((decoded.pts - start) * stream.time_base)
+                if found is None and at > seconds + TIME_TOLERANCE_S:
                     raise _SeekMissed  # landed past the frame: never draw one frame's faces on another
-                if decoded.pts == target:
+                if abs(at - seconds) <= TIME_TOLERANCE_S:
                     found = rotate_for_display(decoded.to_ndarray(format="bgr24"), decoded.rotation)
-                if decoded.pts >= target:
                     break
             if found is None:
                 raise _SeekMissed
@@ -144,13 +153,16 @@ def _seek_frames(video: Path, times: list[float]) -> list[np.ndarray]:
 
 
 def _decoded_frames(source: VideoFileSource, times: list[float]) -> list[np.ndarray]:
-    wanted = {round(seconds, 6): i for i, seconds in enumerate(times)}
     images: list[np.ndarray | None] = [None] * len(times)
     for frame in source:
-        index = wanted.pop(round(frame.pts, 6), None)
-        if index is not None:
-            images[index] = frame.image
-        if not wanted:
+        for index, seconds in enumerate(times):
+            if images[index] is None and abs(frame.pts - seconds) <= TIME_TOLERANCE_S:
+                images[index] = frame.image
+        if all(image is not None for image in images):
             source.close()
             break
+    missing = sum(image is None for image in images)
+    if missing:
+        log.warning("overview: %d of %d frames not found in %s (is it the run's video?); shown black",
+                    missing, len(times), source.path)
     return [image if image is not None else np.zeros((2, 2, 3), np.uint8) for image in images]
