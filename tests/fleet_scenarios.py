@@ -1,0 +1,141 @@
+"""Fleet scenarios: each runs inside tests/netns.py's namespace and writes its findings as JSON.
+
+    python -m tests.fleet_scenarios --result OUT.json --workdir DIR SCENARIO
+
+Tests call them through `tests.netns.run_scenario` and assert on the JSON; the scenario itself
+only measures and reports, so a failed expectation shows as a clear assertion in the test.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import time
+from collections.abc import Callable
+from dataclasses import asdict
+from pathlib import Path
+
+import psutil
+import ray
+import redis
+from ray.util.scheduling_strategies import NodeAffinitySchedulingStrategy
+
+from pipeline.sinks.redis_server import LocalRedisServer
+from tests.ray_cluster import NODE2_RESOURCE, LocalRayCluster
+from tests.rtsp import RtspServer
+from tests.videos import gradient_frames, write_video
+
+STARTED_KEY = "scenario:started-on-node2"
+
+
+@ray.remote
+def node_of_task() -> dict:
+    """Where this task ran: Ray's node id and the IP Ray gave the node."""
+    return {"node_id": ray.get_runtime_context().get_node_id(), "ip": ray.util.get_node_ip_address()}
+
+
+@ray.remote
+def grab_camera_frame(rtsp_url: str, redis_url: str) -> dict:
+    """Decode one frame of the RTSP camera and add its size to a Redis stream."""
+    import av
+
+    with av.open(rtsp_url, options={"rtsp_transport": "tcp"}, timeout=10) as container:
+        frame = next(container.decode(video=0))
+    redis.Redis.from_url(redis_url).xadd("scenario:frames", {"width": frame.width, "height": frame.height})
+    return {"node_id": ray.get_runtime_context().get_node_id(), "size": [frame.width, frame.height]}
+
+
+@ray.remote(max_retries=3)
+def hang_on_node2(redis_url: str, node2_id: str) -> str:
+    """On node 2: say so in Redis and hang (until the node dies). Elsewhere: return the node id."""
+    node_id = ray.get_runtime_context().get_node_id()
+    if node_id == node2_id:
+        redis.Redis.from_url(redis_url).set(STARTED_KEY, node_id)
+        time.sleep(600)
+    return node_id
+
+
+def namespace_processes() -> list[str]:
+    """Command lines of the processes in this namespace other than its init and this process."""
+    mine = {1, os.getpid()}
+    return [" ".join(proc.info["cmdline"] or [proc.info["name"]])[:160]
+            for proc in psutil.process_iter(["cmdline", "name"]) if proc.pid not in mine]
+
+
+def wait_for_key(client: redis.Redis, key: str, timeout: float = 60.0) -> None:
+    """Poll until `key` exists in Redis."""
+    deadline = time.monotonic() + timeout
+    while not client.exists(key):
+        if time.monotonic() > deadline:
+            raise TimeoutError(f"{key} never set")
+        time.sleep(0.1)
+
+
+def harness(workdir: Path) -> dict:
+    """Redis, an RTSP camera and two Ray nodes in the namespace; tasks on each node; node 2 killed."""
+    video = write_video(workdir / "cam.mp4", gradient_frames(50))
+    result: dict = {}
+    with LocalRedisServer() as server, RtspServer({"cam": video}) as camera:
+        client = redis.Redis.from_url(server.url)
+        result["redis_ping"] = client.ping()
+        began = time.monotonic()
+        with LocalRayCluster(workdir / "ray") as cluster:
+            result["timings"] = asdict(cluster.timings)
+            result["ray_address_env"] = os.environ.get("RAY_ADDRESS")
+            result["address"] = cluster.address
+            result["node_ids"] = {"head": cluster.head.node_id, "node2": cluster.node2.node_id}
+            result["node_addresses"] = sorted({node["NodeManagerAddress"] for node in cluster.nodes()})
+            head_only = NodeAffinitySchedulingStrategy(cluster.head.node_id, soft=False)
+            result["on_head"] = ray.get(node_of_task.options(scheduling_strategy=head_only).remote())
+            result["on_node2"] = ray.get(node_of_task.options(resources={NODE2_RESOURCE: 1}).remote())
+            result["camera_frame"] = ray.get(grab_camera_frame.options(resources={NODE2_RESOURCE: 1})
+                                             .remote(camera.url("cam"), server.url))
+            result["frames_in_redis"] = client.xlen("scenario:frames")
+            prefer_node2 = NodeAffinitySchedulingStrategy(cluster.node2.node_id, soft=True)
+            survivor = hang_on_node2.options(scheduling_strategy=prefer_node2).remote(server.url,
+                                                                                      cluster.node2.node_id)
+            wait_for_key(client, STARTED_KEY)
+            node2_pids = [proc.pid for proc in cluster.node2.processes()]
+            result["node2_process_count"] = len(node2_pids)
+            result["dead_after_s"] = cluster.kill_second_node()
+            result["node2_pids_alive"] = [pid for pid in node2_pids if psutil.pid_exists(pid)]
+            result["node2_alive_after_kill"] = cluster.node_alive(cluster.node2)
+            result["retried_on"] = ray.get(survivor, timeout=120)
+            result["started_on"] = client.get(STARTED_KEY).decode()
+            stop_began = time.monotonic()
+        result["stop_s"] = time.monotonic() - stop_began
+        result["cluster_lifetime_s"] = time.monotonic() - began
+    result["leftover_processes"] = namespace_processes()
+    result["ray_temp_dir_removed"] = not (workdir / "ray").exists()
+    return result
+
+
+def hang(workdir: Path) -> dict:
+    """Redis, an RTSP camera and two Ray nodes with a task running on node 2; reports that in the
+    result file, then hangs until killed (tests kill the namespace, as a timeout does)."""
+    video = write_video(workdir / "cam.mp4", gradient_frames(50))
+    with LocalRedisServer() as server, RtspServer({"cam": video}), LocalRayCluster(workdir / "ray") as cluster:
+        hang_on_node2.options(resources={NODE2_RESOURCE: 1}).remote(server.url, cluster.node2.node_id)
+        wait_for_key(redis.Redis.from_url(server.url), STARTED_KEY)
+        up = {"processes": namespace_processes()}
+        (workdir / "up.json.part").write_text(json.dumps(up))
+        (workdir / "up.json.part").rename(workdir / "up.json")
+        time.sleep(3600)
+    return up
+
+
+SCENARIOS: dict[str, Callable[[Path], dict]] = {"harness": harness, "hang": hang}
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__)
+    parser.add_argument("--result", type=Path, required=True, help="where to write the JSON findings")
+    parser.add_argument("--workdir", type=Path, required=True, help="a short, empty folder (Ray's sockets go under it)")
+    parser.add_argument("scenario", choices=sorted(SCENARIOS))
+    args = parser.parse_args()
+    args.result.write_text(json.dumps(SCENARIOS[args.scenario](args.workdir)))
+
+
+if __name__ == "__main__":
+    main()
