@@ -11,6 +11,9 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import signal
+import subprocess
+import sys
 import time
 from collections.abc import Callable
 from dataclasses import asdict
@@ -22,7 +25,7 @@ import redis
 from ray.util.scheduling_strategies import NodeAffinitySchedulingStrategy
 
 from pipeline.sinks.redis_server import LocalRedisServer
-from tests.ray_cluster import NODE2_RESOURCE, LocalRayCluster
+from tests.ray_cluster import NODE2_RESOURCE, LocalRayCluster, RayNode
 from tests.rtsp import RtspServer
 from tests.videos import gradient_frames, write_video
 
@@ -125,7 +128,135 @@ def hang(workdir: Path) -> dict:
     return up
 
 
-SCENARIOS: dict[str, Callable[[Path], dict]] = {"harness": harness, "hang": hang}
+WEIGHTS = Path(__file__).resolve().parent.parent / "training" / "assets" / "emotion-demo.pt"
+ARCHIVE_FILES, ARCHIVE_FRAMES = 6, 400
+
+
+def emotion_stream(*args: str, workdir: Path) -> subprocess.Popen:
+    """The real command line, its output in `workdir`/cli.out and cli.err."""
+    return subprocess.Popen([sys.executable, "-m", "pipeline.cli", *args],
+                            stdout=(workdir / "cli.out").open("w"), stderr=(workdir / "cli.err").open("w"))
+
+
+def cli_output(workdir: Path) -> dict:
+    return {"stdout": (workdir / "cli.out").read_text()[-6000:], "stderr": (workdir / "cli.err").read_text()[-6000:]}
+
+
+def statuses(client: redis.Redis) -> dict[str, dict]:
+    """`emotion:sources`, parsed."""
+    return {key.decode(): json.loads(value) for key, value in client.hgetall("emotion:sources").items()}
+
+
+def node_label(cluster: LocalRayCluster, node: RayNode) -> str:
+    """How the fleet names a node in a source's status."""
+    return f"127.0.0.1/{node.node_id[:8]}"
+
+
+def frame_indices(client: redis.Redis, source_id: str) -> list[int]:
+    """The `frame` field of every entry of the source's frames stream, in stream order."""
+    return [int(fields[b"frame"]) for _, fields in client.xrange(f"emotion:frames:{source_id}")]
+
+
+def wait_until(check: Callable[[], bool], timeout: float, what: str) -> float:
+    """Poll `check` every 0.1 s; the seconds it took (TimeoutError naming `what` after `timeout`)."""
+    began = time.monotonic()
+    while not check():
+        if time.monotonic() - began > timeout:
+            raise TimeoutError(f"{what}: not within {timeout:g}s")
+        time.sleep(0.1)
+    return time.monotonic() - began
+
+
+def fleet_config(workdir: Path, extra: str = "") -> Path:
+    config = workdir / "fleet.yaml"
+    config.write_text(f"model: {{weights: {WEIGHTS}, imgsz: 160}}\nfleet: {{cpus_per_actor: 1, lost_after_s: 5}}\n"
+                      f"metrics: {{log_interval_s: 2}}\n{extra}")
+    return config
+
+
+def archive_node_loss(workdir: Path) -> dict:
+    """`process --cluster auto` of 6 files on two nodes; node 2 killed while it writes; what Redis holds."""
+    videos = workdir / "videos"
+    videos.mkdir()
+    for number in range(ARCHIVE_FILES):
+        write_video(videos / f"talk{number + 1}.mp4", gradient_frames(ARCHIVE_FRAMES))
+    result: dict = {}
+    with LocalRedisServer() as server, LocalRayCluster(workdir / "ray") as cluster:
+        client = redis.Redis.from_url(server.url)
+        node2 = node_label(cluster, cluster.node2)
+        cli = emotion_stream("process", "--cluster", "auto", str(videos), "--config", str(fleet_config(workdir)),
+                             "--redis", server.url, "--out", str(workdir / "out"), "--quiet", workdir=workdir)
+
+        def node2_writing() -> bool:
+            return any(status.get("node") == node2 and status["frames"] >= 40 for status in statuses(client).values())
+
+        wait_until(node2_writing, 240, "a file written from node 2")
+        result["on_node2_at_kill"] = {source: status["frames"] for source, status in statuses(client).items()
+                                      if status.get("node") == node2 and status["state"] != "ended"}
+        result["dead_after_s"] = cluster.kill_second_node()
+        result["rc"] = cli.wait(timeout=400)
+        result |= cli_output(workdir)
+        result["frames"] = {f"talk{n + 1}": frame_indices(client, f"talk{n + 1}") for n in range(ARCHIVE_FILES)}
+        result["final"] = statuses(client)
+        result["head"] = node_label(cluster, cluster.head)
+        result["node2"] = node2
+    return result
+
+
+CAMERAS = ("cam1", "cam2", "cam3")
+
+
+def cameras_node_loss(workdir: Path) -> dict:
+    """`serve --cluster auto` of 3 RTSP cameras on two nodes; node 2 killed; how soon its cameras write again
+    from the head; then SIGTERM."""
+    video = write_video(workdir / "cam.mp4", gradient_frames(250))
+    result: dict = {}
+    with LocalRedisServer() as server, RtspServer({name: video for name in CAMERAS}) as rtsp, \
+            LocalRayCluster(workdir / "ray") as cluster:
+        client = redis.Redis.from_url(server.url)
+        sources = "".join(f"  - {{id: {name}, uri: '{rtsp.url(name)}'}}\n" for name in CAMERAS)
+        config = fleet_config(workdir, f"redis: {{url: '{server.url}'}}\noutput: {{dir: {workdir / 'out'}}}\n"
+                                       f"fleet: {{cpus_per_actor: 1, lost_after_s: 5, cameras_per_actor: 3}}\n"
+                                       f"sources:\n{sources}")
+        cli = emotion_stream("serve", "--cluster", "auto", "--config", str(config), workdir=workdir)
+        head, node2 = node_label(cluster, cluster.head), node_label(cluster, cluster.node2)
+
+        def all_live() -> bool:
+            now = statuses(client)
+            return all(now.get(name, {}).get("state") == "live" and now[name]["frames"] > 25 for name in CAMERAS)
+
+        result["live_after_s"] = wait_until(all_live, 240, "every camera live")
+        placed = {name: status["node"] for name, status in statuses(client).items()}
+        result["placed"] = placed
+        moved = [name for name, node in placed.items() if node == node2]
+        killed_at_ms = int(time.time() * 1000)
+        result["dead_after_s"] = cluster.kill_second_node()
+
+        def writing_from_head_again(name: str) -> Callable[[], bool]:
+            def check() -> bool:
+                last = client.xrevrange(f"emotion:frames:{name}", count=1)
+                newer = bool(last) and int(last[0][0].split(b"-")[0]) > killed_at_ms
+                return newer and statuses(client)[name].get("node") == head
+            return check
+
+        result["continued_after_s"] = {name: result["dead_after_s"] + wait_until(writing_from_head_again(name), 60,
+                                                                                  f"{name} written from the head")
+                                       for name in moved}
+        stayed = [name for name in CAMERAS if name not in moved]
+        before = {name: client.xlen(f"emotion:frames:{name}") for name in stayed}
+        time.sleep(3)
+        result["stayed_grew"] = {name: client.xlen(f"emotion:frames:{name}") - before[name] for name in stayed}
+        cli.send_signal(signal.SIGTERM)
+        result["rc"] = cli.wait(timeout=120)
+        result |= cli_output(workdir)
+        result["final"] = statuses(client)
+        result["head"], result["node2"] = head, node2
+    return result
+
+
+SCENARIOS: dict[str, Callable[[Path], dict]] = {"harness": harness, "hang": hang,
+                                                 "archive_node_loss": archive_node_loss,
+                                                 "cameras_node_loss": cameras_node_loss}
 
 
 def main() -> None:

@@ -63,21 +63,23 @@ class _Group:
     cameras: list[SourceSpec]
 
 
-def serve_on_cluster(config: PipelineConfig, address: str, max_seconds: float | None = None) -> FleetServeReport:
+def serve_on_cluster(config: PipelineConfig, address: str, max_seconds: float | None = None,
+                     realtime_files: bool = False) -> FleetServeReport:
     """Serve the configured cameras on the Ray cluster at `address` until they end, a stop signal, or
-    `max_seconds`."""
+    `max_seconds` (file sources paced at their frame rate with `realtime_files`, as in `bench --streams`)."""
     if not config.sources:
         raise ConfigError("no sources configured: add a 'sources:' list (see configs/cameras.yaml)")
     ray = connect(address)
     actors = start_actors(ray, config, f"serve-{uuid.uuid4().hex[:12]}")
-    return _Controller(ray, config, actors).run(max_seconds)
+    return _Controller(ray, config, actors, realtime_files).run(max_seconds)
 
 
 class _Controller:
     """Places camera groups, watches the actors, re-places the groups of lost ones, gathers counters."""
 
-    def __init__(self, ray: ModuleType, config: PipelineConfig, actors: list[FleetActor]) -> None:
+    def __init__(self, ray: ModuleType, config: PipelineConfig, actors: list[FleetActor], realtime_files: bool) -> None:
         self.ray = ray
+        self.realtime_files = realtime_files
         self.config = config
         self.actors = actors
         self.alive = set(range(len(actors)))
@@ -121,7 +123,7 @@ class _Controller:
         placement = place_cameras(cameras, load, self.config.fleet.cameras_per_actor)
         for index, group_cameras in placement.assigned.items():
             actor = self.actors[index]
-            self.groups[actor.handle.serve.remote(group_cameras)] = _Group(index, group_cameras)
+            self.groups[actor.handle.serve.remote(group_cameras, self.realtime_files)] = _Group(index, group_cameras)
             log.info("cameras %s on %s", ", ".join(spec.id for spec in group_cameras), actor.slot.node)
             if lost_node is not None:
                 move = CameraMove(tuple(spec.id for spec in group_cameras), lost_node, actor.slot.node, reason)

@@ -58,14 +58,15 @@ class InferenceActor:
                                  source_ids=source_ids, member=self.member, progress=self.progress,
                                  stop=self.stop_event)
 
-    def serve(self, cameras: list[SourceSpec]) -> ServeReport:
+    def serve(self, cameras: list[SourceSpec], realtime_files: bool = False) -> ServeReport:
         """Serve `cameras` until they end or `stop` is called. Each call is its own engine, with its own copy of
         the model (cameras moved here from a lost actor join while the first group runs)."""
         config = PipelineConfig(**{**vars(self.config), "sources": cameras})
         shared = self._model_in_use.acquire(blocking=False)
         group = ",".join(spec.id for spec in cameras)
         try:
-            report = serve(config, self.detectors if shared else None, stop=self.stop_event, member=self.member,
+            report = serve(config, self.detectors if shared else None, realtime_files, stop=self.stop_event,
+                           member=self.member,
                            on_start=lambda metrics: self._metrics.__setitem__(group, metrics))
         finally:
             self._metrics.pop(group, None)
