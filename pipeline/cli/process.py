@@ -41,6 +41,9 @@ def add_process(commands: argparse._SubParsersAction) -> None:
     parser.add_argument("--replace", action="store_true",
                         help="delete what Redis holds for these source ids (frames, events, status) first; "
                              "without it, results of another file or settings under a source id refuse the run")
+    parser.add_argument("--cluster", metavar="ADDRESS",
+                        help="run on a Ray cluster: ray://HOST:10001, auto (inside the cluster) or local (Ray in "
+                             "this process); needs the cluster extra")
     parser.add_argument("--quiet", action="store_true", help="no progress bar")
     parser.add_argument("--report", action="store_true", help="write the interview report (plots per person)")
     parser.add_argument("--annotate", action="store_true", help="with --report: also an annotated MP4")
@@ -61,7 +64,13 @@ def _run_process(args: argparse.Namespace) -> int:
     videos = _expand(args.videos)
     if args.source_id is not None and len(videos) > 1:
         raise ConfigError("--source-id names a single file; several files take their file names")
-    if len(videos) == 1:
+    if args.cluster is not None:
+        from pipeline.fleet.archive import process_on_cluster
+
+        if args.source_id is not None:
+            raise ConfigError("--source-id is for one file on this machine; --cluster jobs take the file names")
+        reports = process_on_cluster(config, videos, args.cluster, replace=args.replace, show_progress=not args.quiet)
+    elif len(videos) == 1:
         reports = [process_video(config, videos[0], args.source_id, show_progress=not args.quiet,
                                  replace=args.replace)]
     else:

@@ -4,11 +4,15 @@ from __future__ import annotations
 
 import argparse
 import sys
+from typing import TYPE_CHECKING
 
 from pipeline.cli.common import EXIT_REDIS_PROBLEM, EXIT_SOURCE_PROBLEM, command, model_flags, model_overrides
 from pipeline.core.config import load_config
 from pipeline.core.errors import EmotionStreamError
 from pipeline.core.uris import mask_uri
+
+if TYPE_CHECKING:  # the command line imports no model runtime until a command runs
+    from pipeline.live.serve import ServeReport
 
 
 def add_serve(commands: argparse._SubParsersAction) -> None:
@@ -19,6 +23,9 @@ def add_serve(commands: argparse._SubParsersAction) -> None:
     parser.add_argument("--metrics-host", help="address the metrics endpoint binds to (metrics.host, default 127.0.0.1; "
                         "0.0.0.0 for every interface)")
     parser.add_argument("--out", help="file outputs folder (output.dir)")
+    parser.add_argument("--cluster", metavar="ADDRESS",
+                        help="serve on a Ray cluster's inference actors: ray://HOST:10001, auto (inside the "
+                             "cluster) or local (Ray in this process); needs the cluster extra")
 
 
 def _run_serve(args: argparse.Namespace) -> int:
@@ -32,7 +39,18 @@ def _run_serve(args: argparse.Namespace) -> int:
         "metrics.host": args.metrics_host,
         "output.dir": args.out,
     }
-    report = serve(load_config(args.config, overrides))
+    config = load_config(args.config, overrides)
+    if args.cluster is not None:
+        from pipeline.fleet.camera_fleet import serve_on_cluster
+
+        fleet = serve_on_cluster(config, args.cluster)
+        for move in fleet.moves:
+            print(f"moved: {move.describe()}")
+        return _print_report(fleet.serve)
+    return _print_report(serve(config))
+
+
+def _print_report(report: ServeReport) -> int:
     for source_id, state in report.states.items():
         failure = report.failures.get(source_id)
         print(
@@ -44,7 +62,8 @@ def _run_serve(args: argparse.Namespace) -> int:
                   f"{report.redis_duplicates[source_id]} of its frames (an earlier run under this id, or a replay "
                   f"after an outage) and kept those; {report.redis_written[source_id]} frame entries were written",
                   file=sys.stderr)
-    print(f"engine stages busy: {report.stages}")
+    if report.stages:
+        print(f"engine stages busy: {report.stages}")
     if report.redis_unwritten or report.redis_rejected:
         print(f"emotion-stream: error: Redis did not take {report.redis_unwritten + report.redis_rejected} commands "
               f"({report.redis_unwritten} kept for the next run, {report.redis_rejected} rejected; see the log)",

@@ -169,6 +169,18 @@ class EventSettings:
 
 
 @dataclass
+class FleetConfig:
+    """How a Ray fleet (`--cluster`) sizes its inference actors and places cameras on them."""
+
+    cpus_per_actor: int = 4
+    """CPU nodes: one inference actor per this many cores (a GPU node gets one actor per GPU)."""
+    cameras_per_actor: int | None = None
+    """Cameras one actor serves, as `bench --streams auto` measured on that node; unset: spread evenly."""
+    lost_after_s: float = 3.0
+    """A camera actor that has not answered the controller for this long is taken as lost and its cameras move."""
+
+
+@dataclass
 class PipelineConfig:
     """The whole pipeline configuration."""
 
@@ -181,6 +193,7 @@ class PipelineConfig:
     metrics: MetricsConfig = field(default_factory=MetricsConfig)
     tracking: TrackerSettings = field(default_factory=TrackerSettings)
     events: EventSettings = field(default_factory=EventSettings)
+    fleet: FleetConfig = field(default_factory=FleetConfig)
     sources: list[SourceSpec] = field(default_factory=list)
 
 
@@ -211,6 +224,9 @@ POSITIVE = {
     "live.max_width",
     "live.max_height",
     "sources.stride",
+    "fleet.cpus_per_actor",
+    "fleet.cameras_per_actor",
+    "fleet.lost_after_s",
 }
 PORTS = {"metrics.port"}
 NON_NEGATIVE = {"batching.max_wait_ms", "source.decode_processes"}

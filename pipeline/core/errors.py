@@ -39,3 +39,10 @@ def first_line(exc: BaseException) -> str:
     """The first line of an exception's message (its type's name when it has none), for one-line errors."""
     text = str(exc).strip()
     return text.splitlines()[0] if text else type(exc).__name__
+
+
+class ClusterError(EmotionStreamError):
+    """The Ray cluster cannot be used: the `cluster` extra is missing, the address does not answer, or it has
+    no room for an inference actor."""
+
+    exit_code = 6

@@ -11,6 +11,7 @@ from __future__ import annotations
 import functools
 import json
 import logging
+import threading
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -19,6 +20,7 @@ from tqdm import tqdm
 
 from pipeline.core.config import PipelineConfig
 from pipeline.core.errors import ConfigError
+from pipeline.core.fleet_member import FleetMember
 from pipeline.core.shutdown import StopSignals
 from pipeline.core.source_ids import distinct_source_ids, output_folder
 from pipeline.core.stage_times import StageTimes
@@ -39,6 +41,30 @@ from pipeline.sinks.run_record import settings_hash
 from pipeline.sinks.source_output import SourceOutput
 
 log = logging.getLogger(__name__)
+
+
+class JobProgress:
+    """Frames a job expects (of the files opened so far) and has written; another thread reads them."""
+
+    def __init__(self) -> None:
+        self.expected = 0
+        self.written = 0
+        self._lock = threading.Lock()
+
+    def add(self, expected: int = 0, written: int = 0) -> None:
+        """Count frames of a file that opened (`expected`) or that reached the outputs (`written`)."""
+        with self._lock:
+            self.expected += expected
+            self.written += written
+
+
+@dataclass(frozen=True)
+class _Fleet:
+    """What a fleet actor adds to a run: its place in the fleet, progress it reads, and its stop event."""
+
+    member: FleetMember | None
+    progress: JobProgress
+    stop: threading.Event
 
 
 @dataclass
@@ -94,6 +120,10 @@ def process_files(
     show_progress: bool = True,
     max_frames: int | None = None,
     replace: bool = False,
+    source_ids: list[str] | None = None,
+    member: FleetMember | None = None,
+    progress: JobProgress | None = None,
+    stop: threading.Event | None = None,
 ) -> list[RunReport]:
     """Process many files through one engine; a report per file, in the order given.
 
@@ -102,13 +132,17 @@ def process_files(
     are processed. Source ids come from the file names (see `distinct_source_ids`); a file
     given twice is refused. Redis data of another run under a file's source id refuses the
     job (SinkError) unless `replace` deletes it first.
+
+    A fleet job (`member`) gives the `source_ids` it chose over all its files, reads `progress` from
+    another thread, and sets `stop` where a signal would stop a run of its own.
     """
     paths = [video_path(video) for video in videos]
     _check_each_file_once(paths)
     at_once = min(config.batching.open_files, len(paths))
     jobs = [FileJob(source_id, path, functools.partial(_open_source, config, path, source_id, max_frames, at_once))
-            for path, source_id in zip(paths, distinct_source_ids(paths))]
-    return _run(config, jobs, detectors, show_progress, max_frames, replace)
+            for path, source_id in zip(paths, source_ids or distinct_source_ids(paths))]
+    return _run(config, jobs, detectors, show_progress, max_frames, replace,
+                _Fleet(member, progress or JobProgress(), stop or threading.Event()))
 
 
 def _open_source(
@@ -137,6 +171,7 @@ def _run(
     show_progress: bool,
     max_frames: int | None,
     replace: bool,
+    fleet: _Fleet | None = None,
 ) -> list[RunReport]:
     """One engine over the files of `jobs`; never raises after outputs have started to be written,
     except for an engine (model) error, which is raised once every output is closed."""
@@ -145,7 +180,8 @@ def _run(
     root = Path(config.output.dir)
     reports = [RunReport(job.source_id, job.path, output_folder(root, job.source_id), TimelineSummary(), detector.model_id,
                          detector.description) for job in jobs]
-    redis_run = _open_redis(config, jobs, detector, max_frames, replace, reports)
+    fleet = fleet or _Fleet(None, JobProgress(), threading.Event())
+    redis_run = _open_redis(config, jobs, detector, max_frames, replace, reports, fleet.member)
     outputs = {job.source_id: _output(config, job, detector, redis_run, report) for job, report in zip(jobs, reports)}
     single = len(jobs) == 1
     bar = tqdm(total=jobs[0].expected_frames if single else 0, unit="frame",
@@ -153,6 +189,7 @@ def _run(
                dynamic_ncols=True)
 
     def count_in(source: FrameSource) -> None:
+        fleet.progress.add(expected=source.expected_frames or 0)
         if not single and source.expected_frames:
             bar.total += source.expected_frames
             bar.refresh()
@@ -160,8 +197,12 @@ def _run(
     feed = FileFeed(jobs, config.batching.open_files, config.batching.queue_size, config.batching.max_wait_ms / 1000,
                     on_open=count_in)
     times = StageTimes()
-    engine = Engine(detectors, feed, outputs, config.batching.batch, times,
-                    on_written=lambda _source, frames: bar.update(frames))
+
+    def written(_source: str, frames: int) -> None:
+        bar.update(frames)
+        fleet.progress.add(written=frames)
+
+    engine = Engine(detectors, feed, outputs, config.batching.batch, times, on_written=written)
     started = time.perf_counter()
     interrupted = False
     try:
@@ -170,7 +211,7 @@ def _run(
 
             def stop_when_asked() -> None:
                 nonlocal interrupted
-                if stop.requested.is_set() and not interrupted:
+                if (stop.requested.is_set() or fleet.stop.is_set()) and not interrupted:
                     interrupted = True
                     feed.stop()
 
@@ -221,7 +262,7 @@ def _output(
 
 
 def _open_redis(config: PipelineConfig, jobs: list[FileJob], detector: EmotionDetector, max_frames: int | None,
-                replace: bool, reports: list[RunReport]) -> RedisRun | None:
+                replace: bool, reports: list[RunReport], member: FleetMember | None) -> RedisRun | None:
     """The job's Redis side; None without Redis, or when it does not answer (the files are still written)."""
     if not config.redis.url:
         return None
@@ -231,7 +272,7 @@ def _open_redis(config: PipelineConfig, jobs: list[FileJob], detector: EmotionDe
                 "analysis": settings_hash(config.tracking, config.events)}
     spill_dir = reports[0].output_dir if len(jobs) == 1 else Path(config.output.dir)
     try:
-        return open_redis_run(config, jobs, detector.model_id, settings, spill_dir, replace)
+        return open_redis_run(config, jobs, detector.model_id, settings, spill_dir, replace, member)
     except RedisUnreachable as exc:
         for report in reports:
             report.redis_problem = f"{exc}; file outputs are still written to {report.output_dir}"

@@ -25,6 +25,7 @@ import redis
 from pipeline.core.config import PipelineConfig
 from pipeline.core.contract import RedisKeys
 from pipeline.core.errors import SinkError
+from pipeline.core.fleet_member import FleetMember
 from pipeline.core.uris import mask_uri
 from pipeline.files.feed import FileJob
 from pipeline.sinks.redis_replies import describe
@@ -48,13 +49,15 @@ class RedisRun:
     keys: RedisKeys
     records: dict[str, RunRecord]
     resume: dict[str, ResumePoint | None]
+    member: FleetMember | None = None
 
     def sink(self, config: PipelineConfig, job: FileJob, model_id: str) -> RedisSink | None:
         """The Redis sink of one file; None for a file that could not be read (it fails to open, alone)."""
         if job.source_id not in self.records:
             return None
         return RedisSink(self.writer, job.source_id, model_id, self.keys, config.redis.maxlen, str(job.path),
-                         run=self.records[job.source_id], resume=self.resume[job.source_id])
+                         run=self.records[job.source_id], resume=self.resume[job.source_id],
+                         node=self.member.node if self.member else None)
 
     def finish(self, outputs: dict[str, SourceOutput], timeout_s: float,
                stop: threading.Event | None = None) -> dict[str, str]:
@@ -104,15 +107,16 @@ class RedisRun:
 
 
 def open_redis_run(config: PipelineConfig, jobs: list[FileJob], model_id: str, settings: dict[str, Any],
-                   spill_dir: Path, replace: bool) -> RedisRun:
+                   spill_dir: Path, replace: bool, member: FleetMember | None = None) -> RedisRun:
     """Claim and check every readable file's source id, clear them when `replace` (only once every one may
     go ahead), then start the writer. Raises ConfigError for a malformed URL, SinkError when Redis refuses
     the client, another run is writing one of the ids, or Redis holds other data under a file's keys
-    (unless `replace`), RedisUnreachable when it does not answer."""
+    (unless `replace`), RedisUnreachable when it does not answer. A fleet `member` takes over its job's claims."""
     keys = RedisKeys(config.redis.prefix)
     records = _readable_records(jobs, model_id, settings)
     client = connect(config.redis.url, config.redis.timeout_s)
-    claims = SourceClaims(client, keys, "process", claim_ttl_s(config.redis.timeout_s))
+    claims = SourceClaims(client, keys, "process", claim_ttl_s(config.redis.timeout_s),
+                          member.job if member else "")
     try:
         plans = _claim_and_plan(client, claims, keys, records, replace)
     except redis.RedisError as exc:
@@ -131,7 +135,7 @@ def open_redis_run(config: PipelineConfig, jobs: list[FileJob], model_id: str, s
     _warn_about_other_spills(spill)
     writer = RedisWriter(config.redis.url, timeout_s=config.redis.timeout_s,
                          buffer_entries=config.redis.buffer_entries, spill_path=spill)
-    return RedisRun(writer, claims, keys, records, {plan.source_id: plan.resume for plan in plans})
+    return RedisRun(writer, claims, keys, records, {plan.source_id: plan.resume for plan in plans}, member)
 
 
 def _claim_and_plan(client: redis.Redis, claims: SourceClaims, keys: RedisKeys, records: dict[str, RunRecord],

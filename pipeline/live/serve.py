@@ -13,8 +13,10 @@ from __future__ import annotations
 
 import hashlib
 import logging
+import threading
 import time
 from collections import Counter
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -23,6 +25,7 @@ import redis
 from pipeline.core.config import PipelineConfig, SourceSpec
 from pipeline.core.contract import RedisKeys
 from pipeline.core.errors import ConfigError, SinkError
+from pipeline.core.fleet_member import FleetMember
 from pipeline.core.metrics import PipelineMetrics
 from pipeline.core.shutdown import StopSignals
 from pipeline.core.source_ids import output_folder
@@ -81,13 +84,19 @@ def serve(
     detectors: list[EmotionDetector] | None = None,
     realtime_files: bool = False,
     max_seconds: float | None = None,
+    stop: threading.Event | None = None,
+    member: FleetMember | None = None,
+    on_start: Callable[[PipelineMetrics], None] | None = None,
 ) -> ServeReport:
-    """Run every configured source until all have ended or failed, a stop signal, or `max_seconds`."""
+    """Run every configured source until all have ended or failed, a stop signal (or `stop` is set), or
+    `max_seconds`. A fleet `member` takes over its job's claims and names its node in each source's status;
+    `on_start` receives the run's metrics once its sources are about to start."""
     if not config.sources:
         raise ConfigError("no sources configured: add a 'sources:' list (see configs/cameras.yaml)")
-    claims, refused = _claim_sources(config)
+    claims, refused = _claim_sources(config, member)
     try:
-        report = _serve_claimed(config, refused, detectors, realtime_files, max_seconds)
+        report = _serve_claimed(config, refused, detectors, realtime_files, max_seconds,
+                                _Hooks(stop or threading.Event(), member, on_start))
     finally:
         if claims is not None:
             claims.release()
@@ -97,8 +106,17 @@ def serve(
     return report
 
 
+@dataclass(frozen=True)
+class _Hooks:
+    """How a fleet actor steers a serve run: its stop event, its place in the fleet, its metrics hook."""
+
+    stop: threading.Event
+    member: FleetMember | None
+    on_start: Callable[[PipelineMetrics], None] | None
+
+
 def _serve_claimed(config: PipelineConfig, refused: dict[str, str], detectors: list[EmotionDetector] | None,
-                   realtime_files: bool, max_seconds: float | None) -> ServeReport:
+                   realtime_files: bool, max_seconds: float | None, hooks: _Hooks) -> ServeReport:
     """Serve the sources whose ids were not `refused` (those are reported failed, with the reason)."""
     report = ServeReport(states={source_id: SourceState.FAILED.value for source_id in refused}, failures=refused,
                          frames=dict.fromkeys(refused, 0), dropped=dict.fromkeys(refused, 0),
@@ -118,14 +136,17 @@ def _serve_claimed(config: PipelineConfig, refused: dict[str, str], detectors: l
                      [spec.id for spec in config.sources if spec.id not in refused])
     supervisor = DecoderSupervisor(served, config.live, config.batching.batch, realtime_files,
                                    in_flight_batches=LANE_BATCHES * len(detectors))
+    node = hooks.member.node if hooks.member else None
     outputs = {
-        handle.spec.id: _output(config, handle.spec, handle.live, detectors[0], writer, metrics)
+        handle.spec.id: _output(config, handle.spec, handle.live, detectors[0], writer, metrics, node)
         for handle in supervisor.handles.values()
     }
     feed = LiveFeed(supervisor, config.batching.max_wait_ms / 1000)
     watchdog = Watchdog(supervisor)
     engine = Engine(detectors, feed, outputs, config.batching.batch, times, on_written=metrics.processed)
     report.metrics = metrics
+    if hooks.on_start is not None:
+        hooks.on_start(metrics)
     started = time.monotonic()
     stopping = False
 
@@ -133,7 +154,8 @@ def _serve_claimed(config: PipelineConfig, refused: dict[str, str], detectors: l
         nonlocal stopping
         _update_counters(supervisor, outputs, metrics)
         metrics.maybe_log()
-        if not stopping and (stop.requested.is_set() or (max_seconds and time.monotonic() - started > max_seconds)):
+        asked = stop.requested.is_set() or hooks.stop.is_set()
+        if not stopping and (asked or (max_seconds and time.monotonic() - started > max_seconds)):
             stopping = True
             watchdog.stop()
             supervisor.stop()  # open sources end; the engine finishes what is in flight, then the feed is done
@@ -186,18 +208,18 @@ def _close(supervisor: DecoderSupervisor, watchdog: Watchdog, outputs: dict[str,
 
 
 def _output(config: PipelineConfig, spec: SourceSpec, live: bool, detector: EmotionDetector,
-            writer: RedisWriter | None, metrics: PipelineMetrics) -> SourceOutput:
+            writer: RedisWriter | None, metrics: PipelineMetrics, node: str | None) -> SourceOutput:
     analytics = SourceAnalytics(spec.id, detector.names, config.tracking, config.events, spec.stride / 30.0)
     files = FileSink(output_folder(config.output.dir, spec.id), detector.names, detector.model_id) if config.output.files else None
     redis_sink = None
     if writer is not None:
         redis_sink = RedisSink(writer, spec.id, detector.model_id, RedisKeys(config.redis.prefix), config.redis.maxlen,
-                               spec.uri, live=live)
+                               spec.uri, live=live, node=node)
     return SourceOutput(spec.id, detector.names, analytics, files, redis_sink,
                         on_status=lambda change: metrics.state(change.source_id, change.state.value))
 
 
-def _claim_sources(config: PipelineConfig) -> tuple[SourceClaims | None, dict[str, str]]:
+def _claim_sources(config: PipelineConfig, member: FleetMember | None) -> tuple[SourceClaims | None, dict[str, str]]:
     """Claim and check every source's id; the claims (renewed until released) and the refused ids with
     the reason. A malformed Redis URL (ConfigError) or refused credentials (SinkError) stop serve before
     it starts; an outage does not: results wait (memory, then disk) until Redis answers, unclaimed."""
@@ -210,7 +232,7 @@ def _claim_sources(config: PipelineConfig) -> tuple[SourceClaims | None, dict[st
                     "until it answers", exc)
         return None, {}
     keys = RedisKeys(config.redis.prefix)
-    claims = SourceClaims(client, keys, "serve", claim_ttl_s(config.redis.timeout_s))
+    claims = SourceClaims(client, keys, "serve", claim_ttl_s(config.redis.timeout_s), member.job if member else "")
     refused: dict[str, str] = {}
     try:
         for spec in config.sources:

@@ -79,8 +79,10 @@ class RedisSink:
         live: bool = False,
         run: RunRecord | None = None,
         resume: ResumePoint | None = None,
+        node: str | None = None,
     ) -> None:
-        """`run` is published in the status; entries up to `resume` are already in Redis."""
+        """`run` is published in the status; entries up to `resume` are already in Redis; `node` (the fleet
+        node writing the source) too."""
         self.writer = writer
         self.source_id = source_id
         self.model_id = model_id
@@ -90,6 +92,7 @@ class RedisSink:
         self.live = live
         self.run = run
         self.resume = resume
+        self.node = node
         self.skipped = 0
         """Frames whose entries an earlier run of the same record wrote (not sent again)."""
         self.frames = 0
@@ -178,4 +181,6 @@ class RedisSink:
             status["last_ts"] = int(self._last.wall_time * 1000)
         if self.run is not None:
             status["run"] = self.run.to_json()
+        if self.node is not None:
+            status["node"] = self.node
         return status

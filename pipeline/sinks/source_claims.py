@@ -62,11 +62,13 @@ class Holder:
     pid: int
     since_ms: int
     token: str
+    job: str = ""
+    """The fleet job this run is part of ("" for a run of its own): its runs may take over each other's claims."""
 
     @classmethod
-    def for_this_run(cls, command: str) -> Holder:
-        """A holder naming this process, unique to this run."""
-        return cls(command, socket.gethostname(), os.getpid(), int(time.time() * 1000), uuid.uuid4().hex)
+    def for_this_run(cls, command: str, job: str = "") -> Holder:
+        """A holder naming this process, unique to this run (and naming its fleet `job`, if any)."""
+        return cls(command, socket.gethostname(), os.getpid(), int(time.time() * 1000), uuid.uuid4().hex, job)
 
     @classmethod
     def parse(cls, raw: bytes | None) -> Holder | None:
@@ -89,12 +91,13 @@ class Holder:
 class SourceClaims:
     """The claims of one run; `claim` each id before touching its keys, `release` at the end."""
 
-    def __init__(self, client: redis.Redis, keys: RedisKeys, command: str, ttl_s: float) -> None:
-        """`client` is this object's own (its thread uses it); `command` names the run for other runs."""
+    def __init__(self, client: redis.Redis, keys: RedisKeys, command: str, ttl_s: float, job: str = "") -> None:
+        """`client` is this object's own (its thread uses it); `command` names the run for other runs; a run
+        of fleet `job` takes over claims another run of the same job holds (its actor was lost)."""
         self.client = client
         self.keys = keys
         self.ttl_ms = int(ttl_s * 1000)
-        self.holder = Holder.for_this_run(command)
+        self.holder = Holder.for_this_run(command, job)
         self.held: list[str] = []
         """Ids this run claimed (or claims as soon as Redis takes writes again)."""
         self.provisional: set[str] = set()
@@ -123,6 +126,11 @@ class SourceClaims:
             self.held.append(source_id)
             return
         holder = Holder.parse(self.client.get(key))
+        if holder is not None and self.holder.job and holder.job == self.holder.job:
+            self.client.set(key, self.holder.value(), px=self.ttl_ms)  # the job moved the source here
+            log.info("source %s: taken over from %s (same fleet job)", source_id, holder.describe())
+            self.held.append(source_id)
+            return
         by = f" ({holder.describe()})" if holder else ""
         raise SourceTaken(f"source {source_id}: another run is writing it{by}; wait for it to end, or use another "
                           f"source id (a crashed run's claim {key} expires within {self.ttl_ms / 1000:g}s)")
