@@ -9,7 +9,9 @@ manifests, one cluster spec for RayCluster and RayJob, no credential in any file
 
 from __future__ import annotations
 
+import contextlib
 import copy
+import io
 import json
 import re
 import shlex
@@ -184,6 +186,14 @@ def fleet_commands() -> list[tuple[str, list[str]]]:
     return found
 
 
+def help_text(command: str) -> str:
+    """What `emotion-stream COMMAND --help` prints."""
+    out = io.StringIO()
+    with contextlib.redirect_stdout(out), pytest.raises(SystemExit):
+        build_parser().parse_args([command, "--help"])
+    return out.getvalue()
+
+
 def config_without_pending_keys(config: dict) -> dict:
     """`config` less the pending keys that the config does not know yet."""
     known = PipelineConfig()
@@ -340,7 +350,11 @@ def test_no_credential_is_written_in_any_deploy_file():
 def test_every_command_in_deploy_is_one_the_cli_accepts():
     commands = fleet_commands()
     assert {argv[0] for _, argv in commands} == {"process", "serve"}
+    helps = {name: help_text(name) for name in {argv[0] for _, argv in commands}}
     for where, argv in commands:
+        for flag in (token.split("=", 1)[0] for token in argv if token.startswith("--")):
+            assert re.search(rf"(?<![\w-]){flag}(?![\w-])", helps[argv[0]]), \
+                f"{where}: `emotion-stream {argv[0]}` has no flag {flag} (abbreviations break when flags are added)"
         try:
             args = build_parser().parse_args(argv)
         except SystemExit:
