@@ -6,6 +6,7 @@ node that is away holds up only its own sources. Contract 1 on a cluster is refu
 """
 
 import json
+import re
 import shutil
 import threading
 import time
@@ -24,6 +25,7 @@ from pipeline.sinks.redis_server import LocalRedisCluster
 from pipeline.sinks.redis_sink import RedisSink, connect
 from pipeline.sinks.redis_writer import RedisWriter
 from pipeline.sinks.subscriber import follow_events_pubsub
+from pipeline.sinks.write_budget import measure
 
 KEYS = RedisKeys(version=2)
 CANDIDATES = [f"cam{number}" for number in range(1, 40)]
@@ -202,3 +204,23 @@ def test_a_cluster_node_needs_the_cluster_client_and_a_plain_server_refuses_it(
         connect(cluster.url.replace("/0", "/1"), cluster=True)
     assert isinstance(connect(cluster.url, cluster=True), RedisCluster)
     assert isinstance(connect(redis_url), redis.Redis)
+
+
+@pytest.mark.parametrize(("yaml", "message"), [
+    ("redis:\n  contract: 3\n", "'redis.contract' must be one of 1, 2, got 3"),
+    ("redis:\n  contract: 2\n  prefix: 'a{b}'\n", "redis.prefix 'a{b}' must not hold { or } with redis.contract: 2"),
+    ("redis:\n  cluster: maybe\n", "'redis.cluster' must be bool, got 'maybe'"),
+])
+def test_bad_contract_settings_are_one_line_config_errors(tmp_path: Path, yaml: str, message: str) -> None:
+    config = tmp_path / "pipeline.yaml"
+    config.write_text(yaml)
+    with pytest.raises(ConfigError, match=re.escape(message)):
+        load_config(config)
+
+
+def test_the_write_budget_writes_through_the_cluster_writer_and_cleans_up(cluster: LocalRedisCluster,
+                                                                          client: RedisCluster) -> None:
+    budget = measure(cluster.url, frames=240, sources=3, cluster=True, contract=2)
+    assert budget.entries == 240 and budget.per_second > 0 and budget.redis_cpu_s is None
+    assert 300 < budget.entry_bytes < 1000  # two faces with seven scores each
+    assert not list(client.scan_iter(match="emotion-budget*"))
