@@ -144,7 +144,7 @@ class RedisWriter:
             self._went_down(refusal)
             if self._closing.is_set():
                 return
-            if len(waiting) < len(commands):  # other nodes of a cluster took theirs: go on at once
+            if self.cluster and len(waiting) < len(commands):  # other nodes took theirs: go on at once
                 continue
             self._closing.wait(delay)
             delay = min(delay * 2, 5.0)
