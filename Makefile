@@ -8,7 +8,7 @@ STAMP   := $(VENV)/.installed
 APT_PACKAGES := redis-server ffmpeg libgl1 libglib2.0-0 \
 	python3-gi gir1.2-gst-rtsp-server-1.0 gstreamer1.0-plugins-good gstreamer1.0-plugins-bad
 
-.PHONY: setup system clip demo test bench soak clean
+.PHONY: setup system clip demo test bench write-budget soak clean
 
 setup: system $(STAMP) clip
 
@@ -46,6 +46,10 @@ bench: setup
 	$(VENV)/bin/emotion-stream bench runs/bench/interview-720p.mp4 --weights runs/bench/yolov8m-emotion.pt --imgsz 640
 	$(VENV)/bin/emotion-stream bench runs/bench/interview-720p.mp4 --weights runs/bench/yolov8m-emotion.pt --imgsz 640 \
 		--streams auto --seconds 20
+
+# Frame entries/s one Redis primary takes through the writer (a private redis-server; REDIS_URL=... for yours).
+write-budget: setup
+	$(VENV)/bin/python -m pipeline.sinks.write_budget $(if $(REDIS_URL),--redis $(REDIS_URL))
 
 # The long runs: 3,000 fuzzed files, 30 RTSP server restarts (make test runs 60 and 5), and the
 # demo model retrained from scratch against the shipped file (make test trains its first epoch).

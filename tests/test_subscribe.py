@@ -36,7 +36,7 @@ GOOD_EVENTS = {
 }
 BAD_EVENTS = {
     "2-0": {"v": "1", "ts": "2", "pts": "0.1"},                                   # no type (the case)
-    "3-0": {"v": "2", "type": "face_enter", "ts": "3", "pts": "0.1"},             # another schema version
+    "3-0": {"v": "3", "type": "face_enter", "ts": "3", "pts": "0.1"},             # another schema version
     "4-0": {"type": "face_exit", "ts": "4", "pts": "0.1"},                        # no v
     "6-0": {"v": "1", "type": "gaze", "ts": "soon", "pts": "0.1"},                # ts not a number
     "7-0": {"v": "1", "type": "gaze", "ts": "1.5", "pts": "0.1"},                 # ts not an integer
@@ -75,7 +75,7 @@ BAD_FRAMES = {
     "13-0": _frame(12, [FACE]) | {"frame": "-1"},                                  # frame negative
     "14-0": _frame(13, [FACE]) | {"pts": "inf"},                                   # pts not finite
     "15-0": {k: v for k, v in _frame(14, [FACE]).items() if k != "model"},         # no model
-    "16-0": _frame(15, [FACE]) | {"v": "2"},                                       # another schema version
+    "16-0": _frame(15, [FACE]) | {"v": "3"},                                       # another schema version
     "17-0": _frame(16, [FACE]) | {"faces": b"\x80\x81[]"},                         # binary junk
     "18-0": _frame(17, [FACE]) | {"faces": "[" * 100_000 + "]" * 100_000},         # nested past the recursion limit
     "19-0": _frame(18, [FACE]) | {"faces": json.dumps([FACE])[:-2] + ', "x": 1e999}]'},  # an infinite extra number

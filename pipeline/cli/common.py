@@ -44,6 +44,19 @@ def model_overrides(args: argparse.Namespace) -> dict:
     }
 
 
+def redis_flags(parser: argparse.ArgumentParser) -> None:
+    """The Redis contract's layout: --contract and --redis-cluster (redis.contract, redis.cluster)."""
+    parser.add_argument("--contract", type=int, choices=CHOICES["redis.contract"],
+                        help="Redis contract: 1 (emotion:frames:cam1, the default) or 2 (emotion:{cam1}:frames: "
+                             "a source's keys in one hash slot, for Redis Cluster) (redis.contract)")
+    parser.add_argument("--redis-cluster", action="store_true", default=None,
+                        help="the Redis URL names a node of a Redis Cluster; needs --contract 2 (redis.cluster)")
+
+
+def redis_overrides(args: argparse.Namespace) -> dict:
+    return {"redis.contract": args.contract, "redis.cluster": args.redis_cluster}
+
+
 def command(
     commands: argparse._SubParsersAction, name: str, handler: Callable[[argparse.Namespace], int], help_text: str
 ) -> argparse.ArgumentParser:

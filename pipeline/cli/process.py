@@ -14,6 +14,8 @@ from pipeline.cli.common import (
     command,
     model_flags,
     model_overrides,
+    redis_flags,
+    redis_overrides,
 )
 from pipeline.core.config import PipelineConfig, load_config
 from pipeline.core.contract import RedisKeys
@@ -33,6 +35,7 @@ def add_process(commands: argparse._SubParsersAction) -> None:
                         help="video files (any container and codec FFmpeg reads) or folders of them")
     model_flags(parser)
     parser.add_argument("--redis", help="Redis URL (default: $REDIS_URL; none: files only)")
+    redis_flags(parser)
     parser.add_argument("--source-id", help="source id in Redis for a single file (default: the file name)")
     parser.add_argument("--out", help="output folder (default runs/process)")
     parser.add_argument("--stride", type=int, help="process every Nth frame (default 1)")
@@ -52,7 +55,7 @@ def add_process(commands: argparse._SubParsersAction) -> None:
 def _run_process(args: argparse.Namespace) -> int:
     from pipeline.files.process import process_files, process_video
 
-    overrides = model_overrides(args) | {
+    overrides = model_overrides(args) | redis_overrides(args) | {
         "redis.url": args.redis,
         "output.dir": args.out,
         "source.stride": args.stride,
@@ -137,7 +140,7 @@ def _print_report(report: RunReport, config: PipelineConfig, args: argparse.Name
         written = write_report(report.output_dir, annotate=args.annotate, video=report.video)
         print(f"report: {report.output_dir / 'report.md'} ({len(written)} files)")
     if config.redis.url and not report.redis_problem and report.opened:
-        print(_redis_line(report, RedisKeys(config.redis.prefix).frames(report.source_id)))
+        print(_redis_line(report, RedisKeys.of(config.redis).frames(report.source_id)))
     if report.interrupted:
         print("emotion-stream: interrupted; results so far are saved", file=sys.stderr)
         return EXIT_INTERRUPTED

@@ -6,7 +6,15 @@ import argparse
 import sys
 from typing import TYPE_CHECKING
 
-from pipeline.cli.common import EXIT_REDIS_PROBLEM, EXIT_SOURCE_PROBLEM, command, model_flags, model_overrides
+from pipeline.cli.common import (
+    EXIT_REDIS_PROBLEM,
+    EXIT_SOURCE_PROBLEM,
+    command,
+    model_flags,
+    model_overrides,
+    redis_flags,
+    redis_overrides,
+)
 from pipeline.core.config import load_config
 from pipeline.core.errors import EmotionStreamError
 from pipeline.core.uris import mask_uri
@@ -19,6 +27,7 @@ def add_serve(commands: argparse._SubParsersAction) -> None:
     parser = command(commands, "serve", _run_serve, "run many live sources (RTSP, HTTP, devices, files) into Redis")
     model_flags(parser)
     parser.add_argument("--redis", help="Redis URL (default: the config's redis.url, else $REDIS_URL)")
+    redis_flags(parser)
     parser.add_argument("--metrics-port", type=int, help="serve Prometheus metrics on this port (metrics.port)")
     parser.add_argument("--metrics-host", help="address the metrics endpoint binds to (metrics.host, default 127.0.0.1; "
                         "0.0.0.0 for every interface)")
@@ -33,7 +42,7 @@ def _run_serve(args: argparse.Namespace) -> int:
 
     if not args.config:
         raise EmotionStreamError("serve needs --config FILE with a 'sources:' list (see configs/cameras.yaml)")
-    overrides = model_overrides(args) | {
+    overrides = model_overrides(args) | redis_overrides(args) | {
         "redis.url": args.redis,
         "metrics.port": args.metrics_port,
         "metrics.host": args.metrics_host,

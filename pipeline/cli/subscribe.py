@@ -4,12 +4,12 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
 import socket
 import sys
 from typing import TYPE_CHECKING
 
-from pipeline.cli.common import command
+from pipeline.cli.common import command, redis_flags, redis_overrides
+from pipeline.core.config import load_config
 from pipeline.core.contract import RedisKeys
 from pipeline.core.errors import ConfigError, EmotionStreamError
 from pipeline.core.source_ids import check_source_id
@@ -29,8 +29,10 @@ def add_subscribe(commands: argparse._SubParsersAction) -> None:
     parser.add_argument("--consumer", default=socket.gethostname(), help="consumer name in --group (default: host)")
     parser.add_argument("--claim-idle", type=float, default=30.0,
                         help="--group: take over entries another consumer left unacknowledged this long (s)")
-    parser.add_argument("--redis", help="Redis URL (default: $REDIS_URL)")
-    parser.add_argument("--prefix", default="emotion", help="key prefix (default emotion)")
+    parser.add_argument("--redis", help="Redis URL (default: the config's redis.url, else $REDIS_URL)")
+    parser.add_argument("--prefix", help="key prefix (redis.prefix, default emotion)")
+    parser.add_argument("--config", help="pipeline YAML whose redis section to read (default: configs/pipeline.yaml)")
+    redis_flags(parser)
     parser.add_argument("--from-start", action="store_true", help="replay the stream from its first entry")
     parser.add_argument("--json", action="store_true", help="print each entry as one JSON object")
     parser.add_argument("--until-ended", action="store_true", help="exit once the source(s) ended and all is read")
@@ -42,9 +44,10 @@ def _run_subscribe(args: argparse.Namespace) -> int:
     from pipeline.sinks.stream_reading import StreamKind
     from pipeline.sinks.subscriber import follow_frames, written_yet
 
-    url = args.redis or os.environ.get("REDIS_URL")
-    if not url:
-        raise EmotionStreamError("no Redis given: pass --redis URL or set REDIS_URL")
+    settings = load_config(args.config, {"redis.url": args.redis, "redis.prefix": args.prefix,
+                                         **redis_overrides(args)}).redis
+    if not settings.url:
+        raise EmotionStreamError("no Redis given: pass --redis URL, set REDIS_URL or redis.url in --config")
     source = None if args.events and args.all else args.source_flag or args.source
     if not source and not (args.events and args.all):
         raise EmotionStreamError("name a source (SOURCE or --source S), or use --events --all")
@@ -53,8 +56,8 @@ def _run_subscribe(args: argparse.Namespace) -> int:
     if args.claim_idle < 0:
         raise ConfigError(f"--claim-idle must not be negative, got {args.claim_idle}")
     group = GroupMember(args.group, args.consumer, int(args.claim_idle * 1000)) if args.group else None
-    client = connect(url)
-    keys = RedisKeys(args.prefix)
+    client = connect(settings.url, settings.timeout_s, settings.cluster)
+    keys = RedisKeys.of(settings)
     kind = StreamKind.EVENTS if args.events else StreamKind.FRAMES
     if not written_yet(client, keys, kind, source):
         _say(f"nothing written yet to {kind.key(keys, source or '*')}; waiting for it (Ctrl-C to stop)")

@@ -84,6 +84,11 @@ class RedisConfig:
     buffer_entries: int = 20_000
     """Entries held in memory while Redis is unreachable; later ones spill to disk."""
     spill_dir: str = "runs/spill"
+    contract: int = 1
+    """Redis contract version: 1 (`emotion:frames:cam1`) or 2 (`emotion:{cam1}:frames`: the source id is the hash
+    tag, so a source's keys share one Redis Cluster slot)."""
+    cluster: bool = False
+    """`url` names a node of a Redis Cluster (needs contract 2)."""
 
 
 @dataclass
@@ -203,6 +208,7 @@ CHOICES = {
     "model.compile": ("off", "cudagraph", "compile"),
     "model.letterbox": ("auto", "cpu", "device"),
     "live.transport": ("tcp", "udp"),
+    "redis.contract": (1, 2),
 }
 TRUE_FALSE_AUTO = {"model.half"}
 """String keys that also take YAML's true/false."""
@@ -251,7 +257,19 @@ def load_config(path: str | Path | None = None, overrides: dict[str, Any] | None
             _apply_mapping(config, {section: {key: value}}, "command line")
     if not config.redis.url and os.environ.get("REDIS_URL"):
         config.redis.url = os.environ["REDIS_URL"]
+    check_redis_layout(config.redis)
     return config
+
+
+def check_redis_layout(redis: RedisConfig) -> None:
+    """ConfigError for keys Redis Cluster could not take: `redis.cluster` needs contract 2, whose prefix
+    must not hold a brace (it would become the keys' hash tag)."""
+    if redis.cluster and redis.contract != 2:
+        raise ConfigError(f"redis.cluster: true needs redis.contract: 2 (all keys of a source in one hash slot), "
+                          f"got redis.contract: {redis.contract}")
+    if redis.contract == 2 and ("{" in redis.prefix or "}" in redis.prefix):
+        raise ConfigError(f"redis.prefix {shown(redis.prefix)} must not hold {{ or }} with redis.contract: 2 "
+                          "(the source id is the keys' hash tag)")
 
 
 def _read_yaml(path: Path) -> dict:
@@ -336,7 +354,8 @@ def _coerce(dotted: str, value: Any, type_name: str, origin: str) -> Any:
         hint = " (YAML reads on/off/yes/no as true/false: quote the word)" if isinstance(value, bool) else ""
         raise ConfigError(f"{origin}: '{dotted}' must be {base}, got {shown(value)}{hint}") from None
     if dotted in CHOICES and value not in CHOICES[dotted]:
-        raise ConfigError(f"{origin}: '{dotted}' must be one of {', '.join(CHOICES[dotted])}, got {shown(value)}")
+        raise ConfigError(f"{origin}: '{dotted}' must be one of {', '.join(map(str, CHOICES[dotted]))}, "
+                          f"got {shown(value)}")
     if dotted in POSITIVE and value < 1:
         raise ConfigError(f"{origin}: '{dotted}' must be at least 1, got {shown(value)}")
     if dotted in PORTS and not 1 <= value <= 65535:

@@ -1,38 +1,68 @@
-"""Redis contract v1: key names, entry ids and field encoding, shared by writers and readers."""
+"""The Redis contract: key names, entry ids and field encoding, shared by writers and readers.
+
+Version 1 (the default) names a source's keys `{prefix}:{kind}:{source}`. Version 2, for
+Redis Cluster, puts the source id in a hash tag, `{prefix}:{{source}}:{kind}`, so that every
+key of one source lies in one hash slot (one node, one MULTI). Both versions share the
+status hash `{prefix}:sources` and the pub/sub channel `{prefix}:events`, and the same
+fields; the entries' `v` field says which version wrote them.
+"""
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from pipeline.core.config import RedisConfig
 
 SCHEMA_VERSION = "1"
+"""The `v` of contract-v1 entries."""
+CONTRACT_VERSIONS = (1, 2)
+READABLE_VERSIONS = tuple(str(version) for version in CONTRACT_VERSIONS)
+"""The `v` values readers accept."""
+_TAGGED = re.compile(r"\{([^{}]+)\}:[a-z]+$")
+"""A contract-v2 per-source key ends in `{source}:kind`."""
 
 
 @dataclass(frozen=True)
 class RedisKeys:
-    """Key names of the contract under one prefix."""
+    """Key names of the contract under one prefix, in contract version 1 or 2."""
 
     prefix: str = "emotion"
+    version: int = 1
+
+    @classmethod
+    def of(cls, config: RedisConfig) -> RedisKeys:
+        """The keys `config` writes and reads (`redis.prefix`, `redis.contract`)."""
+        return cls(config.prefix, config.contract)
+
+    @property
+    def schema(self) -> str:
+        """The `v` field of the entries written under these keys."""
+        return str(self.version)
 
     def frames(self, source_id: str) -> str:
         """Stream of per-frame entries of one source."""
-        return f"{self.prefix}:frames:{source_id}"
+        return self._per_source("frames", source_id)
 
     def events(self, source_id: str) -> str:
         """Stream of events of one source."""
-        return f"{self.prefix}:events:{source_id}"
+        return self._per_source("events", source_id)
 
     def claim(self, source_id: str) -> str:
         """String naming the one run that may write the source's keys now (expires unless renewed)."""
-        return f"{self.prefix}:claim:{source_id}"
+        return self._per_source("claim", source_id)
 
     def dead_letters(self, source_id: str) -> str:
         """Stream where consumer groups move the malformed entries of one source's streams."""
-        return f"{self.prefix}:dead:{source_id}"
+        return self._per_source("dead", source_id)
 
     @staticmethod
     def source_of(stream: str) -> str:
-        """The source id that ends a per-source key (ids never hold a colon)."""
-        return stream.rsplit(":", 1)[-1]
+        """The source id in a per-source key of either version (ids hold neither a colon nor braces)."""
+        tagged = _TAGGED.search(stream)
+        return tagged.group(1) if tagged else stream.rsplit(":", 1)[-1]
 
     @property
     def channel(self) -> str:
@@ -43,6 +73,11 @@ class RedisKeys:
     def sources(self) -> str:
         """Hash of source id to JSON status."""
         return f"{self.prefix}:sources"
+
+    def _per_source(self, kind: str, source_id: str) -> str:
+        if self.version == 2:
+            return f"{self.prefix}:{{{source_id}}}:{kind}"
+        return f"{self.prefix}:{kind}:{source_id}"
 
 
 class StreamIdAllocator:

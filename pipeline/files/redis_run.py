@@ -112,9 +112,9 @@ def open_redis_run(config: PipelineConfig, jobs: list[FileJob], model_id: str, s
     go ahead), then start the writer. Raises ConfigError for a malformed URL, SinkError when Redis refuses
     the client, another run is writing one of the ids, or Redis holds other data under a file's keys
     (unless `replace`), RedisUnreachable when it does not answer. A fleet `member` takes over its job's claims."""
-    keys = RedisKeys(config.redis.prefix)
+    keys = RedisKeys.of(config.redis)
     records = _readable_records(jobs, model_id, settings)
-    client = connect(config.redis.url, config.redis.timeout_s)
+    client = connect(config.redis.url, config.redis.timeout_s, config.redis.cluster)
     claims = SourceClaims(client, keys, "process", claim_ttl_s(config.redis.timeout_s),
                           member.job if member else "")
     try:
@@ -134,7 +134,7 @@ def open_redis_run(config: PipelineConfig, jobs: list[FileJob], model_id: str, s
         spill.unlink(missing_ok=True)  # replayed after the streams were replaced, it would mix the two runs
     _warn_about_other_spills(spill)
     writer = RedisWriter(config.redis.url, timeout_s=config.redis.timeout_s,
-                         buffer_entries=config.redis.buffer_entries, spill_path=spill)
+                         buffer_entries=config.redis.buffer_entries, spill_path=spill, cluster=config.redis.cluster)
     return RedisRun(writer, claims, keys, records, {plan.source_id: plan.resume for plan in plans}, member)
 
 

@@ -132,7 +132,7 @@ def _serve_claimed(config: PipelineConfig, refused: dict[str, str], detectors: l
     except BaseException:
         metrics.close()
         raise
-    writer = _writer(config, RedisKeys(config.redis.prefix), metrics,
+    writer = _writer(config, RedisKeys.of(config.redis), metrics,
                      [spec.id for spec in config.sources if spec.id not in refused])
     supervisor = DecoderSupervisor(served, config.live, config.batching.batch, realtime_files,
                                    in_flight_batches=LANE_BATCHES * len(detectors))
@@ -200,7 +200,7 @@ def _close(supervisor: DecoderSupervisor, watchdog: Watchdog, outputs: dict[str,
     if writer is not None:
         report.redis_unwritten = writer.close(config.redis.timeout_s)
         report.redis_rejected = sum(writer.rejected.values())
-        keys = RedisKeys(config.redis.prefix)
+        keys = RedisKeys.of(config.redis)
         for source_id in supervisor.handles:
             report.redis_written[source_id] = writer.written[keys.frames(source_id)]
             report.redis_duplicates[source_id] = writer.duplicates[keys.frames(source_id)]
@@ -213,7 +213,7 @@ def _output(config: PipelineConfig, spec: SourceSpec, live: bool, detector: Emot
     files = FileSink(output_folder(config.output.dir, spec.id), detector.names, detector.model_id) if config.output.files else None
     redis_sink = None
     if writer is not None:
-        redis_sink = RedisSink(writer, spec.id, detector.model_id, RedisKeys(config.redis.prefix), config.redis.maxlen,
+        redis_sink = RedisSink(writer, spec.id, detector.model_id, RedisKeys.of(config.redis), config.redis.maxlen,
                                spec.uri, live=live, node=node)
     return SourceOutput(spec.id, detector.names, analytics, files, redis_sink,
                         on_status=lambda change: metrics.state(change.source_id, change.state.value))
@@ -226,12 +226,12 @@ def _claim_sources(config: PipelineConfig, member: FleetMember | None) -> tuple[
     if not config.redis.url:
         return None, {}
     try:
-        client = connect(config.redis.url, config.redis.timeout_s)
+        client = connect(config.redis.url, config.redis.timeout_s, config.redis.cluster)
     except RedisUnreachable as exc:
         log.warning("%s; serving anyway (the source ids are not claimed), results wait (memory, then disk) "
                     "until it answers", exc)
         return None, {}
-    keys = RedisKeys(config.redis.prefix)
+    keys = RedisKeys.of(config.redis)
     claims = SourceClaims(client, keys, "serve", claim_ttl_s(config.redis.timeout_s), member.job if member else "")
     refused: dict[str, str] = {}
     try:
@@ -259,13 +259,12 @@ def _writer(config: PipelineConfig, keys: RedisKeys, metrics: PipelineMetrics,
     if not config.redis.url:
         log.warning("no Redis configured: results go to the file outputs only")
         return None
-    frames_prefix = keys.frames("")
 
     def record_latency(commands: list[Command], written_at: float) -> None:
         for command in commands:
-            if command[0] == "xadd" and command[1].startswith(frames_prefix) and command[5] is not None:
-                source_id = command[1][len(frames_prefix):]
-                if source_id in metrics.sources:
+            if command[0] == "xadd" and command[5] is not None:  # frame entries carry their wall time
+                source_id = keys.source_of(command[1])
+                if command[1] == keys.frames(source_id) and source_id in metrics.sources:
                     metrics.latency(source_id, written_at - command[5])
 
     ids_hash = hashlib.sha256("\n".join(sorted(written_ids)).encode()).hexdigest()[:12]
@@ -276,7 +275,7 @@ def _writer(config: PipelineConfig, keys: RedisKeys, metrics: PipelineMetrics,
         log.warning("spill files of serve runs with other sources wait in %s (%s): a serve of those same "
                     "sources writes them", spill.parent, ", ".join(others))
     return RedisWriter(config.redis.url, config.redis.timeout_s, config.redis.buffer_entries, spill,
-                       on_written=record_latency)
+                       on_written=record_latency, cluster=config.redis.cluster)
 
 
 def _update_counters(supervisor: DecoderSupervisor, outputs: dict[str, SourceOutput], metrics: PipelineMetrics) -> None:

@@ -15,7 +15,8 @@ import redis
 
 from pipeline.core.contract import RedisKeys
 from pipeline.sinks.entries import MalformedEntry, text_of
-from pipeline.sinks.stream_reading import BATCH, Parser, Replies, Report, Skipped, redis_replies
+from pipeline.sinks.redis_client import Client
+from pipeline.sinks.stream_reading import BATCH, Parser, Replies, Report, Skipped, read_by_slot, redis_replies
 
 T = TypeVar("T")
 DEAD_LETTER_MAXLEN = 10_000
@@ -36,7 +37,7 @@ class GroupCursor(Generic[T]):
     (a restart after a crash), then those other consumers left unacknowledged for `claim_idle_ms`,
     then new ones."""
 
-    def __init__(self, client: redis.Redis, keys: RedisKeys, member: GroupMember, parse: Parser[T],
+    def __init__(self, client: Client, keys: RedisKeys, member: GroupMember, parse: Parser[T],
                  report: Report) -> None:
         self.client = client
         self.keys = keys
@@ -61,8 +62,10 @@ class GroupCursor(Generic[T]):
     def read(self, block_ms: int | None) -> Replies:
         """New entries of every joined stream."""
         with redis_replies(f"reading group {self.member.group} of {', '.join(self.joined)}"):
-            return self.client.xreadgroup(self.member.group, self.member.consumer,
-                                          {stream: ">" for stream in self.joined}, count=BATCH, block=block_ms)
+            return read_by_slot(self.client, dict.fromkeys(self.joined, ">"), self._xreadgroup, block_ms)
+
+    def _xreadgroup(self, streams: dict[str, str], block_ms: int | None) -> Replies:
+        return self.client.xreadgroup(self.member.group, self.member.consumer, streams, count=BATCH, block=block_ms)
 
     def deliver(self, stream: str, entry_id: str, fields: dict) -> Iterator[T]:
         """Yield the decoded entry, then acknowledge it; dead-letter a malformed one."""

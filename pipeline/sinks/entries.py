@@ -1,9 +1,10 @@
-"""Contract-v1 entries as a reader decodes them: frames, events, pub/sub messages, source statuses.
+"""Contract entries as a reader decodes them: frames, events, pub/sub messages, source statuses.
 
 Every decoder checks what it reads and raises `MalformedEntry` naming the first problem
-(a missing field, a number that is not one, JSON of the wrong shape, another schema
-version, bytes that are not UTF-8...). Fields a decoder does not know are kept: writers
-may add fields within version 1. Decoded values never hold a non-finite number (NaN,
+(a missing field, a number that is not one, JSON of the wrong shape, a schema version
+other than 1 and 2, bytes that are not UTF-8...). Versions 1 and 2 hold the same fields
+(they differ in key names only). Fields a decoder does not know are kept: writers may
+add fields within a version. Decoded values never hold a non-finite number (NaN,
 Infinity, or a literal such as 1e999 that overflows), so they always print as valid JSON:
 in a field the contract defines, or a whole message, such a number makes the entry
 malformed; a field the reader does not know keeps such a value as its text.
@@ -16,7 +17,7 @@ import math
 from dataclasses import dataclass
 from enum import Enum
 
-from pipeline.core.contract import SCHEMA_VERSION
+from pipeline.core.contract import READABLE_VERSIONS, RedisKeys
 from pipeline.core.source_ids import is_valid_source_id
 from pipeline.core.states import SourceState
 
@@ -98,11 +99,11 @@ def parse_frame(entry_id: bytes | str, fields: dict) -> FrameEntry:
 def parse_event(fields: dict, stream: str) -> dict:
     """An events-stream entry as JSON: numbers and lists decoded, the source named after `stream`."""
     text = _text_fields(fields)
-    _check_version(text)
+    version = _check_version(text)
     kind = _required(text, "type")
     if not kind:
         raise MalformedEntry("type is empty")
-    event: dict = {"v": SCHEMA_VERSION, "type": kind,
+    event: dict = {"v": version, "type": kind,
                    "ts": _checked("ts", FieldKind.INTEGER, _json("ts", _required(text, "ts"))),
                    "pts": _checked("pts", FieldKind.NUMBER, _json("pts", _required(text, "pts")))}
     known = EVENT_FIELDS.get(kind, {})
@@ -111,7 +112,7 @@ def parse_event(fields: dict, stream: str) -> dict:
         event[name] = _checked(name, field_kind, value if field_kind in _TEXT_KINDS else _json(name, value))
     for name, value in text.items():
         event.setdefault(name, _json_or_text(value))
-    event.setdefault("source", stream.rsplit(":", 1)[-1])
+    event.setdefault("source", RedisKeys.source_of(stream))
     return event
 
 
@@ -120,8 +121,7 @@ def parse_message(data: bytes | str) -> dict:
     message = _json("message", text_of(data))
     if not isinstance(message, dict):
         raise MalformedEntry(f"not a JSON object: {_quoted(text_of(data))}")
-    if message.get("v") != SCHEMA_VERSION:
-        raise MalformedEntry(f"v is {_quoted(message.get('v'))}, this reader reads version {SCHEMA_VERSION}")
+    _check_version(message)
     source = _checked("source", FieldKind.TEXT, _required(message, "source"))
     if not is_valid_source_id(source):
         raise MalformedEntry(f"source {_quoted(source)} is not a source id")
@@ -159,10 +159,12 @@ def _text_fields(fields: dict) -> dict[str, str]:
     return {text_of(name): text_of(value) for name, value in fields.items()}
 
 
-def _check_version(text: dict[str, str]) -> None:
-    version = _required(text, "v")
-    if version != SCHEMA_VERSION:
-        raise MalformedEntry(f"v is {_quoted(version)}, this reader reads version {SCHEMA_VERSION}")
+def _check_version(values: dict) -> str:
+    """The entry's `v`, when this reader reads that version."""
+    version = _required(values, "v")
+    if version not in READABLE_VERSIONS:
+        raise MalformedEntry(f"v is {_quoted(version)}, this reader reads versions {' and '.join(READABLE_VERSIONS)}")
+    return version
 
 
 def _required(values: dict, name: str):

@@ -43,11 +43,11 @@ def frame_payloads(detections: Detections, names: list[str]) -> list[FramePayloa
     return payloads
 
 
-def frame_fields(payload: FramePayload, model_id: str) -> dict[str, str]:
-    """The fields of one `emotion:frames:{source}` entry."""
+def frame_fields(payload: FramePayload, model_id: str, version: str = SCHEMA_VERSION) -> dict[str, str]:
+    """The fields of one frames-stream entry of contract `version`."""
     frame = payload.frame
     return {
-        "v": SCHEMA_VERSION,
+        "v": version,
         "frame": str(frame.index),
         "pts": f"{frame.pts:.3f}",
         "ts": str(int(frame.wall_time * 1000)),

@@ -29,7 +29,9 @@ class ReplyKind(str, Enum):
 
 
 def error_code(error: redis.ResponseError) -> str:
-    """The error's code as Redis names it (OOM, WRONGTYPE, NOPERM, ...), ERR when it has none."""
+    """The error's code as Redis names it (OOM, WRONGTYPE, NOPERM, CLUSTERDOWN, ...), ERR when it has none."""
+    if getattr(error, "status_code", None):  # redis-py keeps the code it took off the message
+        return error.status_code
     by_class = {redis.exceptions.OutOfMemoryError: "OOM", redis.exceptions.ReadOnlyError: "READONLY",
                 redis.exceptions.NoPermissionError: "NOPERM"}
     for cls, code in by_class.items():

@@ -12,10 +12,9 @@ from __future__ import annotations
 import json
 from dataclasses import dataclass
 
-import redis
-
 from pipeline.core.contract import RedisKeys
 from pipeline.core.errors import SinkError
+from pipeline.sinks.redis_client import Client
 from pipeline.sinks.run_record import RunRecord
 
 StreamId = tuple[int, int]
@@ -49,7 +48,7 @@ class SourcePlan:
     """Delete the source's streams and status first (`replace`)."""
 
 
-def plan_source(client: redis.Redis, keys: RedisKeys, source_id: str, record: RunRecord,
+def plan_source(client: Client, keys: RedisKeys, source_id: str, record: RunRecord,
                 replace: bool) -> SourcePlan:
     """Where the run of `record` may write for `source_id`, changing nothing: SinkError when Redis
     holds other data under its keys. With `replace` the source's own keys are cleared whatever they
@@ -75,13 +74,13 @@ def plan_source(client: redis.Redis, keys: RedisKeys, source_id: str, record: Ru
     return SourcePlan(source_id, resume, clear=False)
 
 
-def clear_source(client: redis.Redis, keys: RedisKeys, source_id: str) -> None:
+def clear_source(client: Client, keys: RedisKeys, source_id: str) -> None:
     """Delete the source's frames and events keys (whatever their type) and its status."""
     client.delete(keys.frames(source_id), keys.events(source_id))
     client.hdel(keys.sources, source_id)
 
 
-def check_live_source(client: redis.Redis, keys: RedisKeys, source_id: str) -> None:
+def check_live_source(client: Client, keys: RedisKeys, source_id: str) -> None:
     """SinkError unless what Redis holds under `source_id` is nothing or an earlier `serve` run's: a
     `process` run (its status has a run record) or streams without a status belong to something else."""
     frames_key, events_key = keys.frames(source_id), keys.events(source_id)
@@ -98,7 +97,7 @@ def check_live_source(client: redis.Redis, keys: RedisKeys, source_id: str) -> N
                         "recorded in the status; serve another id, or delete them")
 
 
-def _check_type(client: redis.Redis, key: str, expected: str, other: str = "") -> None:
+def _check_type(client: Client, key: str, expected: str, other: str = "") -> None:
     held = client.type(key)
     held = held.decode() if isinstance(held, bytes) else held
     if held not in ("none", expected):
@@ -106,12 +105,12 @@ def _check_type(client: redis.Redis, key: str, expected: str, other: str = "") -
         raise SinkError(f"Redis key {key} holds a {held}, not a {expected}: delete it or use another {other}")
 
 
-def _top(client: redis.Redis, key: str) -> StreamId | None:
+def _top(client: Client, key: str) -> StreamId | None:
     last = client.xrevrange(key, count=1)
     return parse_stream_id(last[0][0]) if last else None
 
 
-def _status(client: redis.Redis, sources_key: str, source_id: str) -> dict:
+def _status(client: Client, sources_key: str, source_id: str) -> dict:
     raw = client.hget(sources_key, source_id)
     try:
         status = json.loads(raw) if raw else {}

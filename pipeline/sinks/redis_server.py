@@ -1,4 +1,4 @@
-"""Start a private redis-server on a free loopback port (the demo and the tests use it)."""
+"""Start a private redis-server, or a Redis Cluster of them, on free loopback ports (the demo and the tests)."""
 
 from __future__ import annotations
 
@@ -91,6 +91,63 @@ class LocalRedisServer:
         shutil.rmtree(self._workdir, ignore_errors=True)
 
     def __enter__(self) -> LocalRedisServer:
+        return self.start()
+
+    def __exit__(self, *exc_info: object) -> None:
+        self.cleanup()
+
+
+class LocalRedisCluster:
+    """A Redis Cluster of `nodes` primaries (no replicas), each a `LocalRedisServer`, slots spread evenly.
+
+    Use as a context manager; `url` (the first node's) is ready, with every slot served, once
+    `start()` returns.
+    """
+
+    def __init__(self, nodes: int = 3, persist: bool = False, extra_args: tuple[str, ...] = ()) -> None:
+        """`persist` keeps each node's data across its restart; `extra_args` go to every node's redis-server
+        (e.g. ("--cluster-node-timeout", "60000"))."""
+        self.servers = [
+            LocalRedisServer(persist=persist, extra_args=("--cluster-enabled", "yes", "--cluster-config-file", "nodes.conf",
+                                         "--cluster-port", str(free_port()), *extra_args))
+            for _ in range(nodes)
+        ]
+        self.url = self.servers[0].url
+
+    def start(self) -> LocalRedisCluster:
+        """Start the nodes, join them with `redis-cli --cluster create`, wait for `cluster_state:ok`."""
+        binary = shutil.which("redis-cli")
+        if binary is None:
+            raise SinkError("redis-cli is not installed (Debian: apt-get install redis-tools)")
+        try:
+            for server in self.servers:
+                server.start()
+            addresses = [f"127.0.0.1:{server.port}" for server in self.servers]
+            created = subprocess.run([binary, "--cluster", "create", *addresses, "--cluster-replicas", "0",
+                                      "--cluster-yes"], capture_output=True, text=True, timeout=60)
+            if created.returncode != 0:
+                raise SinkError(f"redis-cli --cluster create failed: {created.stdout[-500:]}{created.stderr[-500:]}")
+            self._wait_until_ok()
+        except BaseException:
+            self.cleanup()
+            raise
+        return self
+
+    def _wait_until_ok(self) -> None:
+        deadline = time.monotonic() + 30
+        while time.monotonic() < deadline:
+            states = [redis.Redis.from_url(server.url).cluster("info")["cluster_state"] for server in self.servers]
+            if all(state == "ok" for state in states):
+                return
+            time.sleep(0.1)
+        raise SinkError(f"the cluster on ports {[server.port for server in self.servers]} did not reach cluster_state:ok")
+
+    def cleanup(self) -> None:
+        """Stop every node and delete their data folders."""
+        for server in self.servers:
+            server.cleanup()
+
+    def __enter__(self) -> LocalRedisCluster:
         return self.start()
 
     def __exit__(self, *exc_info: object) -> None:

@@ -1,4 +1,4 @@
-"""Redis sink: turns one source's results and state changes into contract-v1 commands.
+"""Redis sink: turns one source's results and state changes into commands of the Redis contract (v1 or v2).
 
 Commands go to a shared `RedisWriter`, which sends them in the background and rides out
 outages. Entry ids are derived from presentation time (files) or wall-clock time (live
@@ -15,13 +15,14 @@ from urllib.parse import parse_qs, urlparse
 
 import redis
 
-from pipeline.core.contract import SCHEMA_VERSION, RedisKeys, StreamIdAllocator
+from pipeline.core.contract import RedisKeys, StreamIdAllocator
 from pipeline.core.errors import ConfigError, SinkError
 from pipeline.core.states import SourceState
 from pipeline.core.uris import mask_uri
 from pipeline.engine.batch import FrameInfo
 from pipeline.faces.events import FaceEvent
 from pipeline.sinks.payload import FramePayload, frame_fields
+from pipeline.sinks.redis_client import Client, open_client
 from pipeline.sinks.redis_resume import ResumePoint, parse_stream_id
 from pipeline.sinks.redis_writer import Command, RedisWriter
 from pipeline.sinks.run_record import RunRecord
@@ -31,8 +32,9 @@ class RedisUnreachable(SinkError):
     """Redis did not answer: a run may go on without it (files only) or wait for it."""
 
 
-def check_redis_url(url: str) -> None:
-    """ConfigError for a URL redis-py would misread: a database that is not a number means db 0 to it."""
+def check_redis_url(url: str, cluster: bool = False) -> None:
+    """ConfigError for a URL redis-py would misread (a database that is not a number means db 0 to it), or a
+    database other than 0 on a cluster (`cluster`), which has no other."""
     try:
         parsed = urlparse(url)
         parsed.port  # noqa: B018 - parsing the port raises for a malformed host or port
@@ -47,26 +49,46 @@ def check_redis_url(url: str) -> None:
         if not database.isdigit():
             raise ConfigError(f"invalid Redis URL {mask_uri(url)}: database {database!r} is not a number "
                               "(e.g. redis://host:6379/0)")
+        if cluster and int(database) != 0:
+            raise ConfigError(f"invalid Redis URL {mask_uri(url)}: a Redis Cluster (redis.cluster: true) has only "
+                              f"database 0, not {database}")
 
 
-def connect(url: str, timeout_s: float = 5.0) -> redis.Redis:
-    """A client for `url`, checked with PING. ConfigError for a malformed URL, SinkError naming the URL
-    (credentials masked) when Redis refuses the client, RedisUnreachable when it does not answer."""
-    check_redis_url(url)
+def connect(url: str, timeout_s: float = 5.0, cluster: bool = False) -> Client:
+    """A client for `url` (a Redis Cluster's with `cluster`), checked with PING. ConfigError for a malformed URL,
+    SinkError naming the URL (credentials masked) when Redis refuses the client or is not what `cluster` says,
+    RedisUnreachable when it does not answer."""
+    check_redis_url(url, cluster)
     try:
-        client = redis.Redis.from_url(url, socket_timeout=timeout_s, socket_connect_timeout=timeout_s)
+        client = open_client(url, timeout_s, cluster)
         client.ping()
+        if not cluster:
+            _refuse_cluster_node(client, url)
     except ValueError as exc:
         raise ConfigError(f"invalid Redis URL {mask_uri(url)}: {exc}") from None
     except (redis.AuthenticationError, redis.ResponseError) as exc:
         raise SinkError(f"Redis at {mask_uri(url)} refused the connection: {mask_uri(str(exc))}") from None
     except redis.RedisError as exc:
+        if cluster and "Cluster mode is not enabled" in str(exc):
+            raise SinkError(f"Redis at {mask_uri(url)} is not a Redis Cluster node: set redis.cluster: false (or "
+                            "drop --redis-cluster)") from None
         raise RedisUnreachable(f"cannot reach Redis at {mask_uri(url)}: {exc}") from None
     return client
 
 
+def _refuse_cluster_node(client: redis.Redis, url: str) -> None:
+    """SinkError when `client` talks to a node of a Redis Cluster (it would be redirected for most keys)."""
+    try:
+        enabled = client.info("cluster").get("cluster_enabled")
+    except redis.ResponseError:  # INFO not permitted: nothing to tell
+        return
+    if enabled:
+        raise SinkError(f"Redis at {mask_uri(url)} is a Redis Cluster node: set redis.cluster: true and "
+                        "redis.contract: 2 (--redis-cluster --contract 2)")
+
+
 class RedisSink:
-    """Frames, status and source_status events of one source, per the Redis contract v1."""
+    """Frames, status and source_status events of one source, per the Redis contract (`keys.version`)."""
 
     def __init__(
         self,
@@ -120,7 +142,7 @@ class RedisSink:
                 self.skipped += 1
                 continue
             self._adding = True
-            fields = frame_fields(payload, self.model_id)
+            fields = frame_fields(payload, self.model_id, self.keys.schema)
             commands.append(["xadd", self.keys.frames(self.source_id), entry_id, fields, self.maxlen, frame.wall_time])
         self.frames += len(payloads)
         self._last = payloads[-1].frame
@@ -157,9 +179,9 @@ class RedisSink:
         if self.resume and parse_stream_id(entry_id) <= self.resume.events_after:
             return []
         self._adding = True
-        entry = {"v": SCHEMA_VERSION, "type": kind, "ts": str(int(wall_time * 1000)), "pts": f"{pts:.3f}"}
+        entry = {"v": self.keys.schema, "type": kind, "ts": str(int(wall_time * 1000)), "pts": f"{pts:.3f}"}
         entry |= {key: value if isinstance(value, str) else json.dumps(value) for key, value in fields.items()}
-        message = {"v": SCHEMA_VERSION, "type": kind, "source": self.source_id, "ts": int(wall_time * 1000),
+        message = {"v": self.keys.schema, "type": kind, "source": self.source_id, "ts": int(wall_time * 1000),
                    "pts": round(pts, 3), **fields}
         return [["xadd", self.keys.events(self.source_id), entry_id, entry, self.maxlen, None],
                 ["publish", self.keys.channel, json.dumps(message)]]

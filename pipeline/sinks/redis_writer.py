@@ -1,7 +1,10 @@
 """Background Redis writer that survives outages and refusals: buffers, spills to disk, replays in order.
 
 Sinks hand it commands; a thread sends them in batches, each batch one MULTI/EXEC
-transaction, so Redis takes a batch whole or refuses it whole. When Redis is unreachable or
+transaction, so Redis takes a batch whole or refuses it whole. To a Redis Cluster a batch
+goes as one transaction per hash slot (contract v2 keeps a source's keys in one slot; the
+status hash has its own), and its PUBLISHes one by one (a cluster transaction holds keys of
+one slot only); a slot whose node is away waits while the others are written. When Redis is unreachable or
 refuses writes for now (out of memory, read-only, failed persistence) the commands wait (in
 memory up to a bound, then on disk), the problem is logged once, and they are retried in
 their original order; what is still waiting when the writer closes stays in the spill file
@@ -23,12 +26,15 @@ from pathlib import Path
 import redis
 
 from pipeline.core.uris import mask_uri
+from pipeline.sinks.redis_client import Client, open_client, slot_of
 from pipeline.sinks.redis_replies import RejectedCommands, ReplyKind, classify, describe, error_code
 from pipeline.sinks.spill import SpillBuffer
 
 log = logging.getLogger(__name__)
 
-OUTAGE_ERRORS = (redis.ConnectionError, redis.TimeoutError, redis.BusyLoadingError, OSError)
+OUTAGE_ERRORS = (redis.ConnectionError, redis.TimeoutError, redis.BusyLoadingError, OSError,
+                 redis.exceptions.ClusterError, redis.exceptions.RedisClusterException)
+"""Redis is away (a cluster client also raises its own exceptions when it cannot reach the nodes it needs)."""
 
 Command = list
 """["xadd", key, id, fields, maxlen, wall_time] | ["hset", key, field, value] | ["publish", channel, message]"""
@@ -45,10 +51,14 @@ class RedisWriter:
         spill_path: Path | None = None,
         batch: int = 500,
         on_written: Callable[[list[Command], float], None] | None = None,
+        cluster: bool = False,
     ) -> None:
-        """Commands Redis rejects for good go to `<spill name>-rejected.jsonl` beside the spill file."""
+        """Commands Redis rejects for good go to `<spill name>-rejected.jsonl` beside the spill file; `cluster`:
+        `url` names a node of a Redis Cluster."""
         self.url = url
-        self.client = redis.Redis.from_url(url, socket_timeout=timeout_s, socket_connect_timeout=timeout_s)
+        self.timeout_s = timeout_s
+        self.cluster = cluster
+        self._client: Client | None = None
         spill_path = spill_path or Path(f"runs/spill/redis-{id(self)}.jsonl")
         self.buffer = SpillBuffer(buffer_entries, spill_path)
         self.rejected_file = RejectedCommands(spill_path.with_name(f"{spill_path.stem}-rejected.jsonl"))
@@ -102,7 +112,8 @@ class RedisWriter:
         self._closing.set()
         self._wake.set()
         self._thread.join(timeout=timeout_s + 1)
-        self.client.close()
+        if self._client is not None:
+            self._client.close()
         self.buffer.persist()
         if self.pending:
             log.error("%d commands were not written: Redis at %s %s; they are kept in %s for the next run",
@@ -124,11 +135,8 @@ class RedisWriter:
                 self._wake.wait(0.5)
                 self._wake.clear()
                 continue
-            try:
-                done, refusal = self._send(commands)
-            except OUTAGE_ERRORS as exc:
-                done, refusal = 0, exc
-            self.buffer.drop(done)
+            waiting, refusal = self._send(commands)
+            self.buffer.settle(len(commands), waiting)
             if refusal is None:
                 self._came_back()
                 delay = 0.2
@@ -136,12 +144,45 @@ class RedisWriter:
             self._went_down(refusal)
             if self._closing.is_set():
                 return
+            if self.cluster and len(waiting) < len(commands):  # other nodes took theirs: go on at once
+                continue
             self._closing.wait(delay)
             delay = min(delay * 2, 5.0)
 
-    def _send(self, commands: list[Command]) -> tuple[int, BaseException | None]:
-        """Send one batch: (how many of its first commands are settled, why the rest must wait or None)."""
+    @property
+    def client(self) -> Client:
+        """The client, made on first use (a cluster client connects when it is made)."""
+        if self._client is None:
+            self._client = open_client(self.url, self.timeout_s, self.cluster)
+        return self._client
+
+    def _send(self, commands: list[Command]) -> tuple[list[Command], BaseException | None]:
+        """Send one batch: the commands that must wait (in order) and why, or ([], None)."""
         now = time.time()
+        waiting: list[int] = []
+        problem: BaseException | None = None
+        for group in self._groups(commands):
+            try:
+                done, refusal = self._send_group([commands[number] for number in group], now)
+            except OUTAGE_ERRORS as exc:
+                done, refusal = 0, exc
+            waiting += group[done:]
+            problem = problem or refusal
+        return [commands[number] for number in sorted(waiting)], problem
+
+    def _groups(self, commands: list[Command]) -> list[list[int]]:
+        """The numbers of the commands sent together: all of them to one server; to a cluster, those of each
+        hash slot, and the PUBLISHes."""
+        if not self.cluster:
+            return [list(range(len(commands)))]
+        groups: dict[int | None, list[int]] = {}
+        for number, command in enumerate(commands):
+            groups.setdefault(None if command[0] == "publish" else slot_of(command[1]), []).append(number)
+        return list(groups.values())
+
+    def _send_group(self, commands: list[Command], now: float) -> tuple[int, BaseException | None]:
+        """Send commands of one group: (how many of its first commands are settled, why the rest must wait or
+        None)."""
         try:
             replies = self._execute(commands, now, transaction=True)
         except redis.ResponseError as exc:  # the transaction was refused whole: nothing of it ran
@@ -167,6 +208,8 @@ class RedisWriter:
         return len(commands), None
 
     def _execute(self, commands: list[Command], now: float, transaction: bool) -> list:
+        if self.cluster and commands[0][0] == "publish":  # a cluster pipeline takes no PUBLISH
+            return self._publish_each(commands)
         pipe = self.client.pipeline(transaction=transaction)
         for command in commands:
             kind = command[0]
@@ -180,6 +223,17 @@ class RedisWriter:
             elif kind == "publish":
                 pipe.publish(command[1], command[2])
         return pipe.execute(raise_on_error=False)
+
+    def _publish_each(self, commands: list[Command]) -> list:
+        """PUBLISH one by one (the cluster spreads each message to every node); the replies, an error the last."""
+        replies: list = []
+        for command in commands:
+            try:
+                replies.append(self.client.publish(command[1], command[2]))
+            except (redis.ResponseError, *OUTAGE_ERRORS) as exc:
+                replies.append(exc)
+                break
+        return replies
 
     def _reject(self, command: Command, error: redis.ResponseError) -> None:
         key = command[1]

@@ -60,9 +60,15 @@ class SpillBuffer:
 
     def drop(self, count: int) -> None:
         """Remove the first `count` items (after `peek` returned them)."""
+        self.settle(count, [])
+
+    def settle(self, count: int, waiting: list[Any]) -> None:
+        """Remove the first `count` items (after `peek` returned them) but `waiting`, some of them, which stay
+        first, in their order."""
         with self._lock:
             for _ in range(min(count, len(self._memory))):
                 self._memory.popleft()
+            self._memory.extendleft(reversed(waiting))
 
     def items(self) -> Iterator[Any]:
         """Every item, first to last, without removing any (reads the file: for reports, not hot paths)."""

@@ -1,5 +1,8 @@
 """Reading contract streams: which streams, until when, and how entries that cannot be read are reported.
 
+On a Redis Cluster one XREAD or XREADGROUP reads streams of one hash slot only, so streams of
+several slots are read slot by slot (`read_by_slot`).
+
 A reader never stops on a bad entry or a bad key: it reports a `Skipped` and goes on.
 Error replies from Redis (WRONGTYPE, NOGROUP, NOPERM...) and lost connections become one
 `SinkError` naming what was being read.
@@ -20,9 +23,12 @@ from pipeline.core.contract import RedisKeys
 from pipeline.core.errors import SinkError
 from pipeline.core.source_ids import is_valid_source_id
 from pipeline.sinks.entries import MalformedEntry, parse_status, text_of
+from pipeline.sinks.redis_client import Client, is_cluster, keys_by_slot
 
 T = TypeVar("T")
 BATCH = 500
+CLUSTER_POLL_S = 0.05
+"""How often streams of several hash slots are read while nothing arrives (a cluster cannot block on all)."""
 Parser = Callable[[str, str, dict], T]
 """Decodes one entry (stream, entry id, raw fields); raises MalformedEntry."""
 Replies = list[tuple[str, list[tuple[str, dict]]]]
@@ -45,6 +51,8 @@ class Skipped:
 
 
 Report = Callable[[Skipped], None]
+Read = Callable[[dict[str, str], "int | None"], Replies]
+"""One XREAD or XREADGROUP of some streams (stream to the id to read after), blocking up to the ms given."""
 
 
 @contextlib.contextmanager
@@ -54,7 +62,7 @@ def redis_replies(action: str) -> Iterator[None]:
         yield
     except redis.ResponseError as exc:
         raise SinkError(f"Redis refused {action}: {exc}") from None
-    except redis.RedisError as exc:
+    except (redis.RedisError, redis.exceptions.RedisClusterException) as exc:
         raise SinkError(f"lost Redis while {action}: {exc}") from None
 
 
@@ -72,13 +80,15 @@ class StreamKind(Enum):
 class StreamSet:
     """One source's stream, or every source's (found again when asked, so new sources join).
 
-    With every source, keys that are not streams or whose name does not end in a source id
+    With every source, keys that are not streams or whose name does not hold a source id
     are reported once and left out.
     """
 
-    def __init__(self, client: redis.Redis, keys: RedisKeys, kind: StreamKind, source_id: str | None,
+    def __init__(self, client: Client, keys: RedisKeys, kind: StreamKind, source_id: str | None,
                  report: Report) -> None:
         self.client = client
+        self.keys = keys
+        self.kind = kind
         self.source_id = source_id
         self.report = report
         self.pattern = kind.key(keys, source_id or "*")
@@ -106,8 +116,9 @@ class StreamSet:
     def _look_at(self, key: bytes, kind: str) -> None:
         self._looked_at.add(key)
         name = key.decode(errors="backslashreplace")
-        if not is_valid_source_id(name.removeprefix(self.pattern.removesuffix("*"))):
-            self.report(Skipped(repr(name), "the name does not end in a source id ([A-Za-z0-9._-]{1,64})"))
+        source_id = RedisKeys.source_of(name)
+        if not is_valid_source_id(source_id) or self.kind.key(self.keys, source_id) != name:
+            self.report(Skipped(repr(name), "the name does not hold a source id ([A-Za-z0-9._-]{1,64})"))
         elif kind != "stream":
             self.report(Skipped(name, f"it holds a {kind}, not a stream"))
         else:
@@ -120,7 +131,7 @@ class SourcesEnded:
     A status that cannot be read counts as not ended and is reported once per value.
     """
 
-    def __init__(self, client: redis.Redis, keys: RedisKeys, report: Report) -> None:
+    def __init__(self, client: Client, keys: RedisKeys, report: Report) -> None:
         self.client = client
         self.keys = keys
         self.report = report
@@ -193,10 +204,24 @@ def read_loop(streams: StreamSet, cursor: Cursor[T], ended: SourcesEnded | None,
             draining = ended is not None and ended(cursor.joined)
 
 
+def read_by_slot(client: Client, streams: dict[str, str], read: Read, block_ms: int | None) -> Replies:
+    """`read` of `streams`: in one command from one server; from a cluster, one command per hash slot, blocking
+    when there is one slot, else polled every `CLUSTER_POLL_S` until something arrives or `block_ms` passed."""
+    groups = keys_by_slot(list(streams)) if is_cluster(client) else [list(streams)]
+    if len(groups) == 1:
+        return read(streams, block_ms)
+    deadline = time.monotonic() + (block_ms or 0) / 1000
+    while True:
+        replies = [reply for group in groups for reply in read({stream: streams[stream] for stream in group}, None)]
+        if replies or time.monotonic() >= deadline:
+            return replies
+        time.sleep(CLUSTER_POLL_S)
+
+
 class XReadCursor(Generic[T]):
     """Plain XREAD: from the first entry (`from_start`) or from what arrives after the start."""
 
-    def __init__(self, client: redis.Redis, parse: Parser[T], report: Report, from_start: bool) -> None:
+    def __init__(self, client: Client, parse: Parser[T], report: Report, from_start: bool) -> None:
         self.client = client
         self.parse = parse
         self.report = report
@@ -214,7 +239,10 @@ class XReadCursor(Generic[T]):
     def read(self, block_ms: int | None) -> Replies:
         """XREAD of every joined stream past what was read."""
         with redis_replies(f"reading {', '.join(self._last)}"):
-            return self.client.xread(self._last, count=BATCH, block=block_ms)
+            return read_by_slot(self.client, self._last, self._xread, block_ms)
+
+    def _xread(self, streams: dict[str, str], block_ms: int | None) -> Replies:
+        return self.client.xread(streams, count=BATCH, block=block_ms)
 
     def deliver(self, stream: str, entry_id: str, fields: dict) -> Iterator[T]:
         """The decoded entry; a malformed one is reported and passed."""

@@ -8,11 +8,10 @@ from __future__ import annotations
 
 from collections.abc import Iterator
 
-import redis
-
 from pipeline.core.contract import RedisKeys
 from pipeline.sinks.consumer_group import GroupCursor, GroupMember
 from pipeline.sinks.entries import FrameEntry, MalformedEntry, parse_event, parse_frame, parse_message
+from pipeline.sinks.redis_client import Client
 from pipeline.sinks.stream_reading import (
     Parser,
     Report,
@@ -29,7 +28,7 @@ BLOCK_MS = 1000
 
 
 def follow_frames(
-    client: redis.Redis,
+    client: Client,
     keys: RedisKeys,
     source_id: str,
     report: Report,
@@ -44,7 +43,7 @@ def follow_frames(
 
 
 def read_events(
-    client: redis.Redis,
+    client: Client,
     keys: RedisKeys,
     source_id: str | None,
     report: Report,
@@ -58,7 +57,7 @@ def read_events(
     return _read(client, keys, StreamKind.EVENTS, source_id, _event, report, from_start, stop_when_ended, group)
 
 
-def follow_events_pubsub(client: redis.Redis, keys: RedisKeys, source_id: str | None, report: Report) -> Iterator[dict]:
+def follow_events_pubsub(client: Client, keys: RedisKeys, source_id: str | None, report: Report) -> Iterator[dict]:
     """Events as they are published, of one source or all (live only; nothing is replayed)."""
     pubsub = client.pubsub(ignore_subscribe_messages=True)
     try:
@@ -80,7 +79,7 @@ def follow_events_pubsub(client: redis.Redis, keys: RedisKeys, source_id: str | 
         pubsub.close()
 
 
-def written_yet(client: redis.Redis, keys: RedisKeys, kind: StreamKind, source_id: str | None) -> bool:
+def written_yet(client: Client, keys: RedisKeys, kind: StreamKind, source_id: str | None) -> bool:
     """Whether the streams to read exist: the source's stream, or its status (`emotion:sources`);
     for every source (`source_id` None), any events stream."""
     with redis_replies(f"looking up source {source_id or '*'}"):
@@ -89,7 +88,7 @@ def written_yet(client: redis.Redis, keys: RedisKeys, kind: StreamKind, source_i
         return bool(client.exists(kind.key(keys, source_id)) or client.hexists(keys.sources, source_id))
 
 
-def _read(client: redis.Redis, keys: RedisKeys, kind: StreamKind, source_id: str | None, parse: Parser, report: Report,
+def _read(client: Client, keys: RedisKeys, kind: StreamKind, source_id: str | None, parse: Parser, report: Report,
           from_start: bool, stop_when_ended: bool, group: GroupMember | None) -> Iterator:
     streams = StreamSet(client, keys, kind, source_id, report)
     cursor = (GroupCursor(client, keys, group, parse, report) if group
