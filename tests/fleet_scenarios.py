@@ -157,20 +157,24 @@ def frame_indices(client: redis.Redis, source_id: str) -> list[int]:
     return [int(fields[b"frame"]) for _, fields in client.xrange(f"emotion:frames:{source_id}")]
 
 
-def wait_until(check: Callable[[], bool], timeout: float, what: str) -> float:
-    """Poll `check` every 0.1 s; the seconds it took (TimeoutError naming `what` after `timeout`)."""
+def wait_until(check: Callable[[], bool], timeout: float, what: str, cli: subprocess.Popen, workdir: Path) -> float:
+    """Poll `check` every 0.1 s while `cli` runs; the seconds it took. TimeoutError naming `what`, with the
+    command's output, after `timeout` or when the command ended first."""
     began = time.monotonic()
     while not check():
-        if time.monotonic() - began > timeout:
-            raise TimeoutError(f"{what}: not within {timeout:g}s")
+        if time.monotonic() - began > timeout or cli.poll() is not None:
+            cli.kill()
+            raise TimeoutError(f"{what}: not within {timeout:g}s (command exit status {cli.wait()}): "
+                               f"{cli_output(workdir)}")
         time.sleep(0.1)
     return time.monotonic() - began
 
 
-def fleet_config(workdir: Path, extra: str = "") -> Path:
+def fleet_config(workdir: Path, fleet: str = "", extra: str = "") -> Path:
+    """The fleet tests' configuration: the shipped demo model, one actor per node, and `extra` sections."""
     config = workdir / "fleet.yaml"
-    config.write_text(f"model: {{weights: {WEIGHTS}, imgsz: 160}}\nfleet: {{cpus_per_actor: 1, lost_after_s: 5}}\n"
-                      f"metrics: {{log_interval_s: 2}}\n{extra}")
+    config.write_text(f"model: {{weights: {WEIGHTS}, imgsz: 160}}\n"
+                      f"fleet: {{cpus_per_actor: 1, lost_after_s: 5{fleet}}}\nmetrics: {{log_interval_s: 2}}\n{extra}")
     return config
 
 
@@ -190,7 +194,7 @@ def archive_node_loss(workdir: Path) -> dict:
         def node2_writing() -> bool:
             return any(status.get("node") == node2 and status["frames"] >= 40 for status in statuses(client).values())
 
-        wait_until(node2_writing, 240, "a file written from node 2")
+        wait_until(node2_writing, 240, "a file written from node 2", cli, workdir)
         result["on_node2_at_kill"] = {source: status["frames"] for source, status in statuses(client).items()
                                       if status.get("node") == node2 and status["state"] != "ended"}
         result["dead_after_s"] = cluster.kill_second_node()
@@ -215,9 +219,8 @@ def cameras_node_loss(workdir: Path) -> dict:
             LocalRayCluster(workdir / "ray") as cluster:
         client = redis.Redis.from_url(server.url)
         sources = "".join(f"  - {{id: {name}, uri: '{rtsp.url(name)}'}}\n" for name in CAMERAS)
-        config = fleet_config(workdir, f"redis: {{url: '{server.url}'}}\noutput: {{dir: {workdir / 'out'}}}\n"
-                                       f"fleet: {{cpus_per_actor: 1, lost_after_s: 5, cameras_per_actor: 3}}\n"
-                                       f"sources:\n{sources}")
+        config = fleet_config(workdir, ", cameras_per_actor: 3",
+                              f"redis: {{url: '{server.url}'}}\noutput: {{dir: {workdir / 'out'}}}\nsources:\n{sources}")
         cli = emotion_stream("serve", "--cluster", "auto", "--config", str(config), workdir=workdir)
         head, node2 = node_label(cluster, cluster.head), node_label(cluster, cluster.node2)
 
@@ -225,7 +228,7 @@ def cameras_node_loss(workdir: Path) -> dict:
             now = statuses(client)
             return all(now.get(name, {}).get("state") == "live" and now[name]["frames"] > 25 for name in CAMERAS)
 
-        result["live_after_s"] = wait_until(all_live, 240, "every camera live")
+        result["live_after_s"] = wait_until(all_live, 240, "every camera live", cli, workdir)
         placed = {name: status["node"] for name, status in statuses(client).items()}
         result["placed"] = placed
         moved = [name for name, node in placed.items() if node == node2]
@@ -240,7 +243,8 @@ def cameras_node_loss(workdir: Path) -> dict:
             return check
 
         result["continued_after_s"] = {name: result["dead_after_s"] + wait_until(writing_from_head_again(name), 60,
-                                                                                  f"{name} written from the head")
+                                                                                  f"{name} written from the head",
+                                                                                  cli, workdir)
                                        for name in moved}
         stayed = [name for name in CAMERAS if name not in moved]
         before = {name: client.xlen(f"emotion:frames:{name}") for name in stayed}

@@ -1,0 +1,53 @@
+"""The Ray fleet on a real two-node cluster (tests/ray_cluster.py) in a private network namespace: an archive
+and RTSP cameras through `process/serve --cluster`, the second node killed mid-run."""
+
+from __future__ import annotations
+
+import importlib.util
+
+import pytest
+
+from tests.fleet_scenarios import ARCHIVE_FILES, ARCHIVE_FRAMES, CAMERAS
+from tests.netns import namespace_unavailable, run_scenario
+
+if importlib.util.find_spec("ray") is None:
+    pytest.skip("ray is not installed (pip install '.[cluster]')", allow_module_level=True)
+if reason := namespace_unavailable():
+    pytest.skip(reason, allow_module_level=True)
+
+SCENARIOS = "tests.fleet_scenarios"
+
+
+def _scenario(name: str) -> dict:
+    outcome = run_scenario(SCENARIOS, [name], timeout=900)
+    assert outcome.run.returncode == 0, outcome.run.stderr[-6000:]
+    assert outcome.stray_processes == []
+    return outcome.result
+
+
+def test_archive_every_frame_exactly_once_when_a_node_dies() -> None:
+    result = _scenario("archive_node_loss")
+    assert result["rc"] == 0, result["stderr"]
+    assert result["on_node2_at_kill"], "node 2 was writing no file when it was killed"
+    assert "lost" in result["stderr"] and "6 files: 6 complete" in result["stdout"]
+    for source_id, frames in result["frames"].items():
+        assert frames == list(range(ARCHIVE_FRAMES)), f"{source_id}: frames not exactly once, in order"
+    assert len(result["frames"]) == ARCHIVE_FILES
+    for source_id in result["on_node2_at_kill"]:  # finished by the head's actor, from where node 2 stopped
+        assert result["final"][source_id]["node"] == result["head"]
+        assert result["final"][source_id]["state"] == "ended"
+
+
+def test_cameras_continue_on_the_surviving_node_within_15_s() -> None:
+    result = _scenario("cameras_node_loss")
+    moved = [name for name, node in result["placed"].items() if node == result["node2"]]
+    assert moved and len(moved) < len(CAMERAS), result["placed"]
+    print(f"node 2 dead after {result['dead_after_s']:.1f}s; moved cameras written again from the head after "
+          f"{result['continued_after_s']} s")
+    for name in moved:
+        assert result["continued_after_s"][name] <= 15.0, result["continued_after_s"]
+    assert all(grew > 0 for grew in result["stayed_grew"].values()), result["stayed_grew"]
+    assert result["rc"] == 0, result["stderr"]
+    assert "moved: " in result["stdout"]
+    for name in CAMERAS:  # SIGTERM drained the fleet: every camera ended, on the head
+        assert result["final"][name]["state"] == "ended" and result["final"][name]["node"] == result["head"]
