@@ -258,7 +258,30 @@ def cameras_node_loss(workdir: Path) -> dict:
     return result
 
 
-SCENARIOS: dict[str, Callable[[Path], dict]] = {"harness": harness, "hang": hang,
+def local_cluster(workdir: Path) -> dict:
+    """`process --cluster local` (Ray started in the command's process) of two files, and `--cluster auto` where
+    no cluster runs."""
+    videos = workdir / "videos"
+    videos.mkdir()
+    for number in range(2):
+        write_video(videos / f"clip{number + 1}.mp4", gradient_frames(60))
+    result: dict = {}
+    os.environ.pop("RAY_ADDRESS", None)
+    with LocalRedisServer() as server:
+        client = redis.Redis.from_url(server.url)
+        local = emotion_stream("process", "--cluster", "local", str(videos), "--config", str(fleet_config(workdir)),
+                               "--redis", server.url, "--out", str(workdir / "out"), "--quiet", workdir=workdir)
+        result["local_rc"] = local.wait(timeout=400)
+        result["local"] = cli_output(workdir)
+        result["frames"] = {f"clip{n + 1}": frame_indices(client, f"clip{n + 1}") for n in range(2)}
+        auto = emotion_stream("process", "--cluster", "auto", str(videos), "--weights", str(WEIGHTS),
+                              "--out", str(workdir / "out"), "--quiet", workdir=workdir)
+        result["auto_rc"] = auto.wait(timeout=120)
+        result["auto"] = cli_output(workdir)
+    return result
+
+
+SCENARIOS: dict[str, Callable[[Path], dict]] = {"harness": harness, "hang": hang, "local_cluster": local_cluster,
                                                  "archive_node_loss": archive_node_loss,
                                                  "cameras_node_loss": cameras_node_loss}
 

@@ -4,9 +4,11 @@ and RTSP cameras through `process/serve --cluster`, the second node killed mid-r
 from __future__ import annotations
 
 import importlib.util
+from pathlib import Path
 
 import pytest
 
+from tests.blocked_imports import emotion_stream_without
 from tests.fleet_scenarios import ARCHIVE_FILES, ARCHIVE_FRAMES, CAMERAS
 from tests.netns import namespace_unavailable, run_scenario
 
@@ -51,3 +53,25 @@ def test_cameras_continue_on_the_surviving_node_within_15_s() -> None:
     assert "moved: " in result["stdout"]
     for name in CAMERAS:  # SIGTERM drained the fleet: every camera ended, on the head
         assert result["final"][name]["state"] == "ended" and result["final"][name]["node"] == result["head"]
+
+
+def test_local_cluster_and_no_cluster_at_auto() -> None:
+    result = _scenario("local_cluster")
+    assert result["local_rc"] == 0, result["local"]["stderr"]
+    assert "2 files: 2 complete" in result["local"]["stdout"]
+    assert result["frames"] == {"clip1": list(range(60)), "clip2": list(range(60))}
+    assert result["auto_rc"] == 6
+    error = [line for line in result["auto"]["stderr"].splitlines() if line.startswith("emotion-stream: error:")]
+    assert len(error) == 1 and "cannot join the Ray cluster at auto" in error[0], result["auto"]["stderr"]
+    assert "Traceback" not in result["auto"]["stderr"]
+
+
+def test_cluster_without_the_extra_says_how_to_install_it(tmp_path: Path) -> None:
+    video = tmp_path / "clip.mp4"
+    video.write_bytes(b"not read: the cluster check comes first")
+    run = emotion_stream_without(["process", "--cluster", "local", str(video), "--weights", "w.pt"], tmp_path,
+                                 ("ray",))
+    assert run.returncode == 6
+    assert run.stderr.strip().splitlines() == [
+        "emotion-stream: error: --cluster needs Ray: pip install 'emotion-stream[cluster]' (from a clone: "
+        "pip install '.[cluster]')"]

@@ -7,30 +7,16 @@ The command line runs in a subprocess where `sitecustomize` blocks the optional 
 from __future__ import annotations
 
 import json
-import os
-import subprocess
-import sys
 from pathlib import Path
 
 import pytest
 import redis
 
+from tests.blocked_imports import emotion_stream_without
 from training.script_agreement import iou
 
-ROOT = Path(__file__).resolve().parent.parent
 FALLBACK = "OpenVINO is not installed: running {runtime} on the CPU; pip install 'emotion-stream[openvino]' " \
            "for the faster CPU path"
-
-
-def _emotion_stream(args: list[str], tmp_path: Path, blocked: tuple[str, ...]) -> subprocess.CompletedProcess:
-    """`python -m pipeline.cli ARGS` with the modules `blocked` unimportable and its own export cache."""
-    site = tmp_path / "site"
-    site.mkdir()
-    (site / "sitecustomize.py").write_text(f"import sys\n\nfor name in {blocked!r}:\n    sys.modules[name] = None\n")
-    env = {**os.environ, "EMOTION_STREAM_CACHE": str(tmp_path / "cache"),
-           "PYTHONPATH": os.pathsep.join([str(site), str(ROOT), os.environ.get("PYTHONPATH", "")])}
-    return subprocess.run([sys.executable, "-m", "pipeline.cli", *args], env=env, capture_output=True, text=True,
-                          timeout=900, cwd=tmp_path)
 
 
 def _process(video: Path, weights: Path, imgsz: int, out: Path, *extra: str) -> list[str]:
@@ -46,7 +32,7 @@ def _faces(out: Path) -> list[list[dict]]:
 def openvino_faces(scripted_video: tuple, weights: Path, imgsz: int, tmp_path_factory: pytest.TempPathFactory) -> list:
     """The faces of every frame on the default CPU path with everything installed: OpenVINO."""
     tmp_path = tmp_path_factory.mktemp("openvino")
-    run = _emotion_stream(_process(scripted_video[0], weights, imgsz, tmp_path / "out"), tmp_path, ())
+    run = emotion_stream_without(_process(scripted_video[0], weights, imgsz, tmp_path / "out"), tmp_path, ())
     assert run.returncode == 0, run.stderr
     assert "weights run on openvino" in run.stderr and "OpenVINO is not installed" not in run.stderr
     return _faces(tmp_path / "out")
@@ -59,7 +45,7 @@ def test_the_default_cpu_path_falls_back_to_what_is_installed_with_the_same_face
     blocked: tuple[str, ...], runtime: str,
 ) -> None:
     video, truth = scripted_video
-    run = _emotion_stream(_process(video, weights, imgsz, tmp_path / "out", "--redis", redis_url), tmp_path, blocked)
+    run = emotion_stream_without(_process(video, weights, imgsz, tmp_path / "out", "--redis", redis_url), tmp_path, blocked)
     assert run.returncode == 0, run.stderr
     assert run.stderr.count(FALLBACK.format(runtime=runtime)) == 1
     assert "OpenVINO is not installed" not in run.stderr.replace(FALLBACK.format(runtime=runtime), "", 1)
@@ -89,7 +75,7 @@ def test_a_cpu_backend_asked_for_by_name_that_is_not_installed_is_refused(
     scripted_video: tuple, weights: Path, imgsz: int, tmp_path: Path, backend: str
 ) -> None:
     args = _process(scripted_video[0], weights, imgsz, tmp_path / "out", "--cpu-backend", backend)
-    run = _emotion_stream(args, tmp_path, ("openvino", "onnxruntime"))
+    run = emotion_stream_without(args, tmp_path, ("openvino", "onnxruntime"))
     needed = "openvino" if backend == "openvino" else "onnxruntime"
     assert run.returncode == 4 and "Traceback" not in run.stderr
     assert run.stderr.strip().splitlines() == [
@@ -100,7 +86,7 @@ def test_a_cpu_backend_asked_for_by_name_that_is_not_installed_is_refused(
 
 
 def test_an_export_format_that_is_not_installed_is_refused(weights: Path, tmp_path: Path) -> None:
-    run = _emotion_stream(["export", str(weights), "--format", "openvino", "--out", str(tmp_path / "out")], tmp_path,
+    run = emotion_stream_without(["export", str(weights), "--format", "openvino", "--out", str(tmp_path / "out")], tmp_path,
                           ("openvino",))
     assert run.returncode == 4 and run.stderr.strip().splitlines() == [
         "emotion-stream: error: --format openvino needs openvino, not installed here: "
