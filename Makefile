@@ -8,7 +8,7 @@ STAMP   := $(VENV)/.installed
 APT_PACKAGES := redis-server ffmpeg libgl1 libglib2.0-0 \
 	python3-gi gir1.2-gst-rtsp-server-1.0 gstreamer1.0-plugins-good gstreamer1.0-plugins-bad
 
-.PHONY: setup system clip demo test bench write-budget soak clean
+.PHONY: setup system clip demo test bench bench-fleet write-budget soak clean
 
 setup: system $(STAMP) clip
 
@@ -48,6 +48,14 @@ bench: setup
 		--streams auto --seconds 20
 
 # Frame entries/s one Redis primary takes through the writer (a private redis-server; REDIS_URL=... for yours).
+# The Ray path against plain process and serve on this machine (Ray started in-process), same run.
+bench-fleet: setup
+	$(VENV)/bin/python -m training.bench_assets runs/bench
+	$(VENV)/bin/emotion-stream bench runs/bench/interview-270p.mp4 --weights runs/bench/yolo11n-emotion.pt --imgsz 320 \
+		--cluster local --files 6
+	$(VENV)/bin/emotion-stream bench runs/bench/interview-270p.mp4 --weights runs/bench/yolo11n-emotion.pt --imgsz 320 \
+		--cluster local --streams 2 --seconds 30
+
 write-budget: setup
 	$(VENV)/bin/python -m pipeline.sinks.write_budget $(if $(REDIS_URL),--redis $(REDIS_URL))
 

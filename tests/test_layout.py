@@ -14,6 +14,7 @@ LAYERS = [
     "pipeline.sinks",
     "pipeline.files",
     "pipeline.live",
+    "pipeline.fleet",
     "training",
     "pipeline.cli",
 ]

@@ -15,6 +15,7 @@ from pipeline.core.config import PipelineConfig, SourceSpec
 from pipeline.files.process import process_files
 from pipeline.fleet.archive import process_on_cluster
 from pipeline.fleet.camera_fleet import serve_on_cluster
+from pipeline.fleet.ray_cluster import connect
 from pipeline.live.serve import serve
 from pipeline.sinks.redis_server import LocalRedisServer
 
@@ -35,6 +36,10 @@ def run_fleet_archive_bench(config: PipelineConfig, video: str | Path, files: in
               f"batch {config.batching.batch}, cluster {address}")
         plain = _timed_archive(config, Path(folder) / "plain",
                                lambda run: sum(r.summary.frames for r in process_files(run, copies, show_progress=False)))
+        joined = time.perf_counter()
+        connect(address)
+        print(f"  joining the cluster at {address} took {time.perf_counter() - joined:.1f}s (not counted below; "
+              "the actors' start and model loading are)")
         fleet = _timed_archive(config, Path(folder) / "fleet", lambda run: sum(
             r.summary.frames for r in process_on_cluster(run, copies, address, show_progress=False)))
     overhead = plain.fps / fleet.fps - 1 if fleet.fps else float("inf")
