@@ -51,9 +51,9 @@ bench: setup
 # The Ray path against plain process and serve on this machine (Ray started in-process), same run.
 bench-fleet: setup
 	$(VENV)/bin/python -m training.bench_assets runs/bench
-	$(VENV)/bin/emotion-stream bench runs/bench/interview-270p.mp4 --weights runs/bench/yolo11n-emotion.pt --imgsz 320 \
+	$(VENV)/bin/emotion-stream bench runs/bench/interview-720p.mp4 --weights training/assets/emotion-demo.pt --imgsz 160 \
 		--cluster local --files 6
-	$(VENV)/bin/emotion-stream bench runs/bench/interview-270p.mp4 --weights runs/bench/yolo11n-emotion.pt --imgsz 320 \
+	$(VENV)/bin/emotion-stream bench runs/bench/interview-720p.mp4 --weights training/assets/emotion-demo.pt --imgsz 160 \
 		--cluster local --streams 2 --seconds 30
 
 write-budget: setup
