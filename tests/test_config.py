@@ -41,6 +41,8 @@ def test_redis_url_comes_from_the_environment_when_unset(monkeypatch: pytest.Mon
         ("model:\n  imgsz: big\n", "'model.imgsz' must be int, got 'big'"),
         ("model:\n  conf: 1.5\n", "'model.conf' must be between 0 and 1"),
         ("batching:\n  batch: 0\n", "'batching.batch' must be at least 1"),
+        ("fleet:\n  cpus_per_actor: 0\n", "'fleet.cpus_per_actor' must be at least 1"),
+        ("fleet:\n  cameras_per_actor: many\n", "'fleet.cameras_per_actor' must be int"),
         ("model:\n  cpu_backend: tflite\n", "'model.cpu_backend' must be one of auto, openvino, onnx, pytorch"),
         ("model: [1, 2]\n", "section 'model' must be a mapping"),
         ("model:\n  imgsz: [\n", "not valid YAML"),

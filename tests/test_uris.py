@@ -30,7 +30,7 @@ def test_userinfo_is_everything_before_the_last_at_of_the_authority(text: str, m
 def test_log_lines_of_any_module_are_masked() -> None:
     """The command line's logging masks URIs whichever module logs them, and however (args or text)."""
     program = (
-        "import logging; from pipeline.cli import _configure_logging; _configure_logging(False); "
+        "import logging; from pipeline.core.log_setup import configure_logging; configure_logging(False); "
         "logging.getLogger('any.module').warning('Redis at %s is down', 'redis://:Secret@Wrong@h:1/0'); "
         "logging.getLogger('other').error('opening rtsp://admin:Pa55@word@cam/s failed')"
     )

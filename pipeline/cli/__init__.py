@@ -3,8 +3,6 @@
 from __future__ import annotations
 
 import argparse
-import logging
-import os
 import signal
 import sys
 
@@ -12,6 +10,7 @@ from pipeline import __version__
 from pipeline.cli import bench, demo, export, process, report, serve, subscribe, training
 from pipeline.cli.common import EXIT_INTERRUPTED
 from pipeline.core.errors import EmotionStreamError
+from pipeline.core.log_setup import configure_logging
 from pipeline.core.uris import mask_uri
 
 ERROR_LINE_LIMIT = 500
@@ -22,7 +21,7 @@ def main(argv: list[str] | None = None) -> int:
     """Parse `argv`, run the sub-command, and turn user-facing errors into one line and an exit code."""
     parser = build_parser()
     args = parser.parse_args(argv)
-    _configure_logging(args.verbose)
+    configure_logging(args.verbose)
     signal.signal(signal.SIGTERM, _interrupt)
     try:
         return int(args.handler(args) or 0)
@@ -64,27 +63,6 @@ def _error_line(exc: EmotionStreamError) -> str:
     """The message of `exc` on one line, credentials masked, cut to `ERROR_LINE_LIMIT`."""
     text = " ".join(mask_uri(str(exc)).split())
     return text if len(text) <= ERROR_LINE_LIMIT else text[:ERROR_LINE_LIMIT] + "..."
-
-
-class _MaskCredentials(logging.Filter):
-    """Masks the credentials of any URI in a log record, whichever module logged it."""
-
-    def filter(self, record: logging.LogRecord) -> bool:
-        record.msg, record.args = mask_uri(record.getMessage()), None
-        return True
-
-
-def _configure_logging(verbose: bool) -> None:
-    logging.basicConfig(
-        level=logging.DEBUG if verbose else logging.INFO,
-        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
-        datefmt="%H:%M:%S",
-    )
-    for handler in logging.getLogger().handlers:
-        if not any(isinstance(existing, _MaskCredentials) for existing in handler.filters):
-            handler.addFilter(_MaskCredentials())
-    if not verbose:
-        os.environ.setdefault("YOLO_VERBOSE", "False")  # read when ultralytics is first imported
 
 
 if __name__ == "__main__":

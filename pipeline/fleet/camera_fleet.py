@@ -183,7 +183,10 @@ class _Controller:
                 self.report.serve.frames[camera.id] = self.report.serve.frames.get(camera.id, 0) + \
                     self.stats.pop(camera.id).frames
         log.warning("inference actor on %s lost (%s); %d actors left", actor.slot.node, reason, len(self.alive))
-        if cameras:
+        if self.stopping:  # draining: nothing moves any more
+            for camera in cameras:
+                self._record_failure(camera.id, f"its actor on {actor.slot.node} was lost while stopping ({reason})")
+        elif cameras:
             self._place(cameras, actor.slot.node, reason)
 
     def _drain(self) -> None:

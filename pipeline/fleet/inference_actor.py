@@ -6,20 +6,18 @@ metrics, or stop it, while `process` or `serve` calls run.
 
 from __future__ import annotations
 
-import logging
 import threading
 from dataclasses import dataclass
 from pathlib import Path
 
 from pipeline.core.config import PipelineConfig, SourceSpec
 from pipeline.core.fleet_member import FleetMember
+from pipeline.core.log_setup import configure_logging
 from pipeline.core.metrics import PipelineMetrics
 from pipeline.engine.detector import EmotionDetector
 from pipeline.engine.loading import load_detectors
 from pipeline.files.process import JobProgress, RunReport, process_files
 from pipeline.live.serve import ServeReport, serve
-
-log = logging.getLogger(__name__)
 
 
 @dataclass(frozen=True)
@@ -37,7 +35,7 @@ class InferenceActor:
     """Holds one engine's model; runs `process` units and `serve` camera groups of one fleet job."""
 
     def __init__(self, config: PipelineConfig, job: str, node: str) -> None:
-        logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
+        configure_logging()  # this process is Ray's: the same lines, credentials masked
         self.config = config
         self.member = FleetMember(job, node)
         self.detectors: list[EmotionDetector] = load_detectors(config.model, config.batching.batch)
