@@ -35,6 +35,8 @@ def _run_bench(args: argparse.Namespace) -> int:
     if args.cluster is not None:
         from pipeline.cli.fleet_bench import run_fleet_archive_bench, run_fleet_live_bench
 
+        if args.files < 1:
+            raise ConfigError(f"--files takes a number of copies of at least 1, got {args.files}")
         if args.streams:
             run_fleet_live_bench(config, args.video, _stream_count(args.streams), args.seconds, args.cluster)
         else:
