@@ -259,25 +259,28 @@ def cameras_node_loss(workdir: Path) -> dict:
 
 
 def local_cluster(workdir: Path) -> dict:
-    """`process --cluster local` (Ray started in the command's process) of two files, and `--cluster auto` where
-    no cluster runs."""
+    """`process --cluster local` (Ray started in the command's process) of three files, one of whose ids holds
+    another run's data; the same with weights that do not exist; `--cluster auto` where no cluster runs."""
     videos = workdir / "videos"
     videos.mkdir()
-    for number in range(2):
+    for number in range(3):
         write_video(videos / f"clip{number + 1}.mp4", gradient_frames(60))
     result: dict = {}
     os.environ.pop("RAY_ADDRESS", None)
     with LocalRedisServer() as server:
         client = redis.Redis.from_url(server.url)
-        local = emotion_stream("process", "--cluster", "local", str(videos), "--config", str(fleet_config(workdir)),
-                               "--redis", server.url, "--out", str(workdir / "out"), "--quiet", workdir=workdir)
-        result["local_rc"] = local.wait(timeout=400)
-        result["local"] = cli_output(workdir)
-        result["frames"] = {f"clip{n + 1}": frame_indices(client, f"clip{n + 1}") for n in range(2)}
-        auto = emotion_stream("process", "--cluster", "auto", str(videos), "--weights", str(WEIGHTS),
-                              "--out", str(workdir / "out"), "--quiet", workdir=workdir)
-        result["auto_rc"] = auto.wait(timeout=120)
-        result["auto"] = cli_output(workdir)
+        client.xadd("emotion:frames:clip3", {"frame": "0"}, id="1-1")  # not this job's: clip3 alone is refused
+
+        def run(*args: str) -> tuple[int, dict]:
+            cli = emotion_stream("process", *args, str(videos), "--out", str(workdir / "out"), "--quiet",
+                                 workdir=workdir)
+            return cli.wait(timeout=400), cli_output(workdir)
+
+        result["local_rc"], result["local"] = run("--cluster", "local", "--config", str(fleet_config(workdir)),
+                                                  "--redis", server.url)
+        result["frames"] = {f"clip{n + 1}": frame_indices(client, f"clip{n + 1}") for n in range(3)}
+        result["missing_rc"], result["missing"] = run("--cluster", "local", "--weights", str(workdir / "none.pt"))
+        result["auto_rc"], result["auto"] = run("--cluster", "auto", "--weights", str(WEIGHTS))
     return result
 
 

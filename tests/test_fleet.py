@@ -55,15 +55,24 @@ def test_cameras_continue_on_the_surviving_node_within_15_s() -> None:
         assert result["final"][name]["state"] == "ended" and result["final"][name]["node"] == result["head"]
 
 
-def test_local_cluster_and_no_cluster_at_auto() -> None:
+def _error_lines(stderr: str) -> list[str]:
+    assert "Traceback" not in stderr, stderr
+    return [line for line in stderr.splitlines() if line.startswith("emotion-stream: error:")]
+
+
+def test_local_cluster_a_refused_file_alone_and_errors_in_one_line() -> None:
     result = _scenario("local_cluster")
-    assert result["local_rc"] == 0, result["local"]["stderr"]
-    assert "2 files: 2 complete" in result["local"]["stdout"]
-    assert result["frames"] == {"clip1": list(range(60)), "clip2": list(range(60))}
+    assert result["local_rc"] == 5, result["local"]["stderr"]  # the Redis problem of clip3, the others written
+    assert "3 files: 2 complete, 1 with problems (clip3)" in result["local"]["stdout"]
+    assert result["frames"] == {"clip1": list(range(60)), "clip2": list(range(60)), "clip3": [0]}
+    assert len(_error_lines(result["local"]["stderr"])) == 1
+    assert "emotion:frames:clip3 holds 1 entries" in result["local"]["stderr"]
+    assert result["missing_rc"] == 4
+    missing = _error_lines(result["missing"]["stderr"])
+    assert len(missing) == 1 and missing[0].startswith("emotion-stream: error: weights not found: "), missing
     assert result["auto_rc"] == 6
-    error = [line for line in result["auto"]["stderr"].splitlines() if line.startswith("emotion-stream: error:")]
+    error = _error_lines(result["auto"]["stderr"])
     assert len(error) == 1 and "cannot join the Ray cluster at auto" in error[0], result["auto"]["stderr"]
-    assert "Traceback" not in result["auto"]["stderr"]
 
 
 def test_cluster_without_the_extra_says_how_to_install_it(tmp_path: Path) -> None:

@@ -22,6 +22,7 @@ from typing import Any
 from tqdm import tqdm
 
 from pipeline.core.config import PipelineConfig
+from pipeline.core.errors import ClusterError, ConfigError, EmotionStreamError, ModelError, SinkError
 from pipeline.core.shutdown import StopSignals
 from pipeline.core.source_ids import distinct_source_ids, output_folder
 from pipeline.core.uris import video_path
@@ -73,6 +74,10 @@ class _Driver:
         self.pending = deque(units)
         self.units = units
         self.replace = replace
+        self.alone: set[str] = set()
+        """Source ids that run in a call of their own (Redis refused a call holding them)."""
+        self.fatal: EmotionStreamError | None = None
+        """A model or configuration error an actor raised: the job stops and raises it."""
         self.tried: set[str] = set()
         """Source ids handed out once: a retry never replaces what the first try wrote."""
         self.running: dict[Any, _Call] = {}
@@ -93,7 +98,9 @@ class _Driver:
                     if not stopping:
                         self._hand_out()
                     if not self.alive and self.pending:
-                        self._fail_pending("every inference actor was lost (see the log)")
+                        self.fatal = self.fatal or ClusterError("every inference actor was lost (see the log); "
+                                                                "a re-run resumes the files not finished")
+                        self._fail_pending(str(self.fatal))
                     ready, _ = self.ray.wait(list(self.running), num_returns=1, timeout=_POLL_S)
                     for ref in ready:
                         self._collect(ref)
@@ -105,13 +112,18 @@ class _Driver:
                 self.bar.close()
         for unit in self.pending:  # stopped before their turn
             self.reports[unit.source_id] = self._unrun(unit, interrupted=True)
+        if self.fatal is not None:
+            raise self.fatal
         return self.reports
 
     def _hand_out(self) -> None:
         while self.pending and self.idle:
             actor = self.idle.popleft()
             count = min(self.config.batching.open_files, share(len(self.pending), len(self.alive)))
-            units = [self.pending.popleft() for _ in range(min(count, len(self.pending)))]
+            units = [self.pending.popleft()]
+            while len(units) < count and self.pending and not {units[0].source_id,
+                                                                 self.pending[0].source_id} & self.alone:
+                units.append(self.pending.popleft())
             replace = self.replace and not any(unit.source_id in self.tried for unit in units)
             self.tried.update(unit.source_id for unit in units)
             ref = actor.handle.process.remote([unit.path for unit in units], [unit.source_id for unit in units],
@@ -126,14 +138,30 @@ class _Driver:
             if lost(self.ray, exc):
                 self._lose(call)
                 return
-            problem = str(user_error(exc))
-            for unit in call.units:
-                self.reports[unit.source_id] = self._unrun(unit, source_problem=problem)
             self.idle.append(call.actor)
+            self._refused(call, user_error(exc))
             return
         for result in results:
             self.reports[result.source_id] = result
         self.idle.append(call.actor)
+
+    def _refused(self, call: _Call, error: BaseException) -> None:
+        """A call that raised before its files ran: Redis refused one of them (run each of its files alone, so
+        only that one fails, exit 5), a model or configuration error (no file can run: the job stops and it is
+        raised at the end, as on one machine), or a failure of the actor (its files fail with it)."""
+        if isinstance(error, SinkError) and len(call.units) > 1:
+            self.alone.update(unit.source_id for unit in call.units)
+            self.pending.extendleft(reversed(call.units))
+        elif isinstance(error, SinkError):
+            self.reports[call.units[0].source_id] = self._unrun(call.units[0], redis_problem=str(error))
+        elif isinstance(error, (ModelError, ConfigError)):
+            self.fatal = self.fatal or error
+            self._fail_pending(f"not run: {error}")
+            for unit in call.units:
+                self.reports[unit.source_id] = self._unrun(unit, source_problem=f"not run: {error}")
+        else:
+            for unit in call.units:
+                self.reports[unit.source_id] = self._unrun(unit, source_problem=str(error))
 
     def _lose(self, call: _Call) -> None:
         """The actor of `call` is gone: its units go back to the front of the queue for the others."""
@@ -165,8 +193,9 @@ class _Driver:
         self.bar.n = sum(written for _, written in self.counts.values())
         self.bar.set_postfix_str(f"{len(self.reports)}/{len(self.units)} files, {len(self.alive)} actors")
 
-    def _unrun(self, unit: FileUnit, source_problem: str | None = None, interrupted: bool = False) -> RunReport:
+    def _unrun(self, unit: FileUnit, source_problem: str | None = None, redis_problem: str | None = None,
+               interrupted: bool = False) -> RunReport:
         """The report of a unit that produced nothing."""
         return RunReport(unit.source_id, unit.path, output_folder(self.config.output.dir, unit.source_id),
                          TimelineSummary(), self.config.model.weights or "", "", time.perf_counter() - self.started,
-                         interrupted=interrupted, source_problem=source_problem)
+                         interrupted=interrupted, source_problem=source_problem, redis_problem=redis_problem)

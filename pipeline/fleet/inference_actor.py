@@ -11,6 +11,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from pipeline.core.config import PipelineConfig, SourceSpec
+from pipeline.core.errors import EmotionStreamError
 from pipeline.core.fleet_member import FleetMember
 from pipeline.core.log_setup import configure_logging
 from pipeline.core.metrics import PipelineMetrics
@@ -38,14 +39,21 @@ class InferenceActor:
         configure_logging()  # this process is Ray's: the same lines, credentials masked
         self.config = config
         self.member = FleetMember(job, node)
-        self.detectors: list[EmotionDetector] = load_detectors(config.model, config.batching.batch)
+        self.detectors: list[EmotionDetector] = []
+        self.load_error: EmotionStreamError | None = None
+        try:  # raised by `ready`: Ray keeps a method's exception for the caller, not a constructor's
+            self.detectors = load_detectors(config.model, config.batching.batch)
+        except EmotionStreamError as exc:
+            self.load_error = exc
         self.progress = JobProgress()
         self.stop_event = threading.Event()
         self._metrics: dict[str, PipelineMetrics] = {}
         self._model_in_use = threading.Lock()  # one engine at a time uses the loaded model
 
     def ready(self) -> str:
-        """What runs here, once the model is loaded."""
+        """What runs here, once the model is loaded; the model's error when it could not be."""
+        if self.load_error is not None:
+            raise self.load_error
         detector = self.detectors[0]
         return f"{detector.model_id} on {detector.description}"
 

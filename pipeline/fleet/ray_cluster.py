@@ -119,7 +119,7 @@ def start_actors(ray: ModuleType, config: PipelineConfig, job: str) -> list[Flee
     except ray.exceptions.GetTimeoutError:
         raise ClusterError(f"the inference actors were not ready within {READY_TIMEOUT_S:g}s (placed and the "
                            "model loaded); see `ray status`") from None
-    except ray.exceptions.RayTaskError as exc:
+    except ray.exceptions.RayError as exc:
         raise user_error(exc) from None
     for actor, description in zip(actors, descriptions):
         log.info("inference actor on %s: %s", actor.slot.node, description)
