@@ -181,7 +181,7 @@ class FleetConfig:
     """CPU nodes: one inference actor per this many cores (a GPU node gets one actor per GPU)."""
     cameras_per_actor: int | None = None
     """Cameras one actor serves, as `bench --streams auto` measured on that node; unset: spread evenly."""
-    lost_after_s: float = 3.0
+    lost_after_s: float = 5.0
     """A camera actor that has not answered the controller for this long is taken as lost and its cameras move."""
 
 
