@@ -32,17 +32,13 @@ except ModuleNotFoundError:  # Python 3.10: pytest brings tomli there
     import tomli as tomllib
 
 from pipeline.cli import build_parser
-from pipeline.core.config import PipelineConfig, load_config
+from pipeline.core.config import load_config
 
 ROOT = Path(__file__).resolve().parents[1]
 DEPLOY = ROOT / "deploy"
 SCHEMAS = Path(__file__).resolve().parent / "schemas"
 KUBERNETES_VERSION = "1.33"
 """The oldest Kubernetes the manifests are written for (KubeRay 1.7 and the NVIDIA device plugin run on it)."""
-RAY_VERSION_UNTIL_CLUSTER_EXTRA = "2.60.0"
-"""Ray's version while pyproject has no `cluster` extra; once it has, its `ray[default]==` pin is the version."""
-PENDING_CONFIG_KEYS = {"redis.contract", "redis.cluster"}
-"""Config keys of the Redis Cluster work (contract v2); loaded by the real config as soon as it knows them."""
 CLUSTER_ADDRESS = re.compile(r"^(auto|local|ray://[a-z0-9.-]+:\d+)$")
 CREDENTIAL_NAME = re.compile(r"pass(word)?|secret|token|credential|auth", re.IGNORECASE)
 PLACEHOLDER = re.compile(r"^\$(\w+|\{\w+\}|\(\w+\))$")
@@ -131,14 +127,13 @@ def containers(doc: dict) -> list[dict]:
 
 
 def ray_version() -> str:
-    """The Ray version of the fleet: the `cluster` extra's pin when pyproject has it."""
+    """The Ray version of the fleet: the `cluster` extra's pin."""
     extras = tomllib.loads((ROOT / "pyproject.toml").read_text())["project"]["optional-dependencies"]
-    for requirement in extras.get("cluster", []):
+    for requirement in extras["cluster"]:
         match = re.match(r"^ray(\[[^\]]*\])?==([\w.]+)$", requirement.replace(" ", ""))
         if match:
             return match.group(2)
-    assert "cluster" not in extras, f"the cluster extra pins no exact ray version: {extras['cluster']}"
-    return RAY_VERSION_UNTIL_CLUSTER_EXTRA
+    raise AssertionError(f"the cluster extra pins no exact ray version: {extras['cluster']}")
 
 
 def our_images() -> list[tuple[Manifest, str]]:
@@ -192,17 +187,6 @@ def help_text(command: str) -> str:
     with contextlib.redirect_stdout(out), pytest.raises(SystemExit):
         build_parser().parse_args([command, "--help"])
     return out.getvalue()
-
-
-def config_without_pending_keys(config: dict) -> dict:
-    """`config` less the pending keys that the config does not know yet."""
-    known = PipelineConfig()
-    config = copy.deepcopy(config)
-    for dotted in PENDING_CONFIG_KEYS:
-        section, key = dotted.split(".")
-        if not hasattr(getattr(known, section), key):
-            config.get(section, {}).pop(key, None)
-    return config
 
 
 # ---------------------------------------------------------------- parsing and schemas
@@ -371,7 +355,7 @@ def test_the_camera_fleets_config_loads(tmp_path):
     assert config["redis"]["contract"] == 2
     assert "url" not in config["redis"], "the URL (and its password) comes from $REDIS_URL"
     path = tmp_path / "cameras.yaml"
-    path.write_text(yaml.safe_dump(config_without_pending_keys(config)))
+    path.write_text(yaml.safe_dump(config))
     loaded = load_config(path)
     assert [source.id for source in loaded.sources] == [source["id"] for source in config["sources"]]
     assert loaded.model.weights.startswith("/weights/")
