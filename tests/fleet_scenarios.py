@@ -281,7 +281,27 @@ def local_cluster(workdir: Path) -> dict:
         result["frames"] = {f"clip{n + 1}": frame_indices(client, f"clip{n + 1}") for n in range(3)}
         result["missing_rc"], result["missing"] = run("--cluster", "local", "--weights", str(workdir / "none.pt"))
         result["auto_rc"], result["auto"] = run("--cluster", "auto", "--weights", str(WEIGHTS))
+        result |= _interrupted_with_files_queued(workdir, server.url)
     return result
+
+
+def _interrupted_with_files_queued(workdir: Path, redis_url: str) -> dict:
+    """SIGINT to `process --cluster local` while one file runs and three wait their turn."""
+    videos = workdir / "long"
+    videos.mkdir()
+    for number in range(4):
+        write_video(videos / f"long{number + 1}.mp4", gradient_frames(ARCHIVE_FRAMES))
+    client = redis.Redis.from_url(redis_url)
+    cli = emotion_stream("process", "--cluster", "local", str(videos), "--redis", redis_url, "--quiet",
+                         "--config", str(fleet_config(workdir, extra="batching: {open_files: 1}\n")),
+                         "--out", str(workdir / "out"), workdir=workdir)
+    wait_until(lambda: any(status["frames"] >= 20 for source, status in statuses(client).items()
+                           if source.startswith("long")), 240,
+               "a file being written", cli, workdir)
+    cli.send_signal(signal.SIGINT)
+    return {"interrupted_rc": cli.wait(timeout=120), "interrupted": cli_output(workdir),
+            "interrupted_states": {source: status["state"] for source, status in statuses(client).items()
+                                   if source.startswith("long")}}
 
 
 SCENARIOS: dict[str, Callable[[Path], dict]] = {"harness": harness, "hang": hang, "local_cluster": local_cluster,

@@ -73,6 +73,11 @@ def test_local_cluster_a_refused_file_alone_and_errors_in_one_line() -> None:
     assert result["auto_rc"] == 6
     error = _error_lines(result["auto"]["stderr"])
     assert len(error) == 1 and "cannot join the Ray cluster at auto" in error[0], result["auto"]["stderr"]
+    # SIGINT with files still waiting: the running one is interrupted, the rest never start, exit 130
+    assert result["interrupted_rc"] == 130, result["interrupted"]
+    assert "4 files: 0 complete, 4 interrupted" in result["interrupted"]["stdout"]
+    states = result["interrupted_states"]  # one file an actor (local Ray: 2 actors of 1 core), the rest not begun
+    assert set(states.values()) == {"interrupted"} and 1 <= len(states) <= 2, states
 
 
 def test_cluster_without_the_extra_says_how_to_install_it(tmp_path: Path) -> None:

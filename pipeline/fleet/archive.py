@@ -91,7 +91,7 @@ class _Driver:
         stopping = False
         with StopSignals() as stop:
             try:
-                while self.pending or self.running:
+                while self.running or (self.pending and not stopping):
                     if stop.requested.is_set() and not stopping:
                         stopping = True
                         self._stop_actors()

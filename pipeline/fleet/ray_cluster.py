@@ -5,6 +5,8 @@ from __future__ import annotations
 import copy
 import logging
 import math
+import os
+import socket
 from dataclasses import dataclass
 from pathlib import Path
 from types import ModuleType
@@ -15,6 +17,7 @@ from pipeline.core.errors import ClusterError, EmotionStreamError
 
 log = logging.getLogger(__name__)
 
+PROBE_TIMEOUT_S = 5.0
 READY_TIMEOUT_S = 300.0
 """How long actors may take to be placed and load the model (an export on first use included)."""
 
@@ -30,10 +33,12 @@ def import_ray() -> ModuleType:
 
 
 def connect(address: str) -> ModuleType:
-    """Join the cluster at `address` (`ray://host:10001`, `auto`, or `local` to start Ray in this process)."""
+    """Join the cluster at `address` (`ray://host:10001`, `auto`, `host:port` of a head's GCS, or `local` to start
+    Ray in this process); ClusterError in one line when nothing answers there."""
     ray = import_ray()
     if ray.is_initialized():
         return ray
+    _probe(os.environ.get("RAY_ADDRESS", "") if address == "auto" else address)
     try:
         if address == "local":
             ray.init(include_dashboard=False, configure_logging=False, log_to_driver=True)
@@ -43,6 +48,17 @@ def connect(address: str) -> ModuleType:
         first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
         raise ClusterError(f"cannot join the Ray cluster at {address}: {first}") from None
     return ray
+
+
+def _probe(address: str) -> None:
+    """Refuse at once a `host:port` (or `ray://host:port`) where nothing listens: Ray itself retries for minutes."""
+    host, _, port = address.removeprefix("ray://").rpartition(":")
+    if not host or not port.isdigit():
+        return  # `local`, `auto` without RAY_ADDRESS, or a form Ray explains itself
+    try:
+        socket.create_connection((host.strip("[]"), int(port)), timeout=PROBE_TIMEOUT_S).close()
+    except OSError as exc:
+        raise ClusterError(f"cannot join the Ray cluster at {address}: nothing answers there ({exc})") from None
 
 
 @dataclass(frozen=True)
