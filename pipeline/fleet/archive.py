@@ -14,6 +14,7 @@ import logging
 import time
 import uuid
 from collections import deque
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from types import ModuleType
@@ -52,12 +53,15 @@ class _Call:
 
 
 def process_on_cluster(config: PipelineConfig, videos: list[Path], address: str, replace: bool = False,
-                       show_progress: bool = True) -> list[RunReport]:
-    """Process `videos` on the Ray cluster at `address`; a report per file, in the order given."""
+                       show_progress: bool = True, on_ready: Callable[[], None] | None = None) -> list[RunReport]:
+    """Process `videos` on the Ray cluster at `address`; a report per file, in the order given. `on_ready` is
+    called once every actor has loaded the model (benchmarks time what follows)."""
     paths = [video_path(video).resolve() for video in videos]
     units = [FileUnit(path, source_id) for path, source_id in zip(paths, distinct_source_ids(paths))]
     ray = connect(address)
     actors = start_actors(ray, config, f"process-{uuid.uuid4().hex[:12]}")
+    if on_ready is not None:
+        on_ready()
     reports = _Driver(ray, config, actors, units, replace, show_progress).run()
     return [reports[unit.source_id] for unit in units]
 
