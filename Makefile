@@ -5,7 +5,7 @@ VENV    ?= .venv
 PYTHON  ?= python3
 SUDO    := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 STAMP   := $(VENV)/.installed
-APT_PACKAGES := redis-server ffmpeg libgl1 libglib2.0-0 \
+APT_PACKAGES := redis-server ffmpeg libgl1 libglib2.0-0 iproute2 \
 	python3-gi gir1.2-gst-rtsp-server-1.0 gstreamer1.0-plugins-good gstreamer1.0-plugins-bad
 
 .PHONY: setup system clip demo test bench bench-fleet write-budget soak clean
