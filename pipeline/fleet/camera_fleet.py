@@ -19,6 +19,7 @@ from typing import Any
 
 from pipeline.core.config import PipelineConfig, SourceSpec
 from pipeline.core.errors import ConfigError
+from pipeline.core.metrics import PipelineMetrics
 from pipeline.core.shutdown import StopSignals
 from pipeline.core.states import SourceState
 from pipeline.fleet.inference_actor import CameraStats
@@ -69,15 +70,21 @@ def serve_on_cluster(config: PipelineConfig, address: str, max_seconds: float | 
     `max_seconds` (file sources paced at their frame rate with `realtime_files`, as in `bench --streams`)."""
     if not config.sources:
         raise ConfigError("no sources configured: add a 'sources:' list (see configs/cameras.yaml)")
-    ray = connect(address)
-    actors = start_actors(ray, config, f"serve-{uuid.uuid4().hex[:12]}")
-    return _Controller(ray, config, actors, realtime_files).run(max_seconds)
+    metrics = PipelineMetrics([spec.id for spec in config.sources], config.metrics.log_interval_s,
+                              config.metrics.port, host=config.metrics.host)  # a busy port fails before Ray starts
+    try:
+        ray = connect(address)
+        actors = start_actors(ray, config, f"serve-{uuid.uuid4().hex[:12]}")
+        return _Controller(ray, config, actors, realtime_files, metrics).run(max_seconds)
+    finally:
+        metrics.close()
 
 
 class _Controller:
     """Places camera groups, watches the actors, re-places the groups of lost ones, gathers counters."""
 
-    def __init__(self, ray: ModuleType, config: PipelineConfig, actors: list[FleetActor], realtime_files: bool) -> None:
+    def __init__(self, ray: ModuleType, config: PipelineConfig, actors: list[FleetActor], realtime_files: bool,
+                 metrics: PipelineMetrics) -> None:
         self.ray = ray
         self.realtime_files = realtime_files
         self.config = config
@@ -85,13 +92,17 @@ class _Controller:
         self.alive = set(range(len(actors)))
         self.groups: dict[Any, _Group] = {}
         self.stats: dict[str, CameraStats] = {}
+        """Each camera's counters in its current run, as its actor last reported them."""
+        self.metrics = metrics
+        """The fleet's metrics: log lines and the Prometheus endpoint of the controller, over every actor."""
+        self.counted: dict[str, CameraStats] = {}
+        """What `metrics` has been told of each camera's current run."""
         self.pings: dict[int, tuple[Any, float]] = {}
         self.answered = dict.fromkeys(self.alive, time.monotonic())
         self.report = FleetServeReport(actors=len(actors))
         self.unplaced: list[SourceSpec] = []
         self.stopping = False
         self.stop_at = 0.0
-        self.logged_at = time.monotonic()
 
     def run(self, max_seconds: float | None) -> FleetServeReport:
         started = time.monotonic()
@@ -107,7 +118,7 @@ class _Controller:
                         self._collect(ref)
                 if not self.stopping:
                     self._watch()
-                    self._log_counters()
+                    self.metrics.maybe_log()
                 elif time.monotonic() - self.stop_at > _DRAIN_S:
                     self._give_up_draining()
         for camera in self.unplaced:
@@ -162,7 +173,7 @@ class _Controller:
             if ready:
                 del self.pings[index]
                 try:
-                    self.stats.update(self.ray.get(ref))
+                    self._count(self.ray.get(ref))
                     self.answered[index] = now
                 except Exception as exc:  # noqa: BLE001 - a lost actor, or one that cannot report
                     if lost(self.ray, exc):
@@ -179,6 +190,7 @@ class _Controller:
         moved = [ref for ref, group in self.groups.items() if group.actor == index]
         cameras = [camera for ref in moved for camera in self.groups.pop(ref).cameras]
         for camera in cameras:  # counted until the loss; the new run counts from zero
+            self.counted.pop(camera.id, None)
             if camera.id in self.stats:
                 self.report.serve.frames[camera.id] = self.report.serve.frames.get(camera.id, 0) + \
                     self.stats.pop(camera.id).frames
@@ -210,17 +222,19 @@ class _Controller:
         for counter in (serve.frames, serve.dropped, serve.reconnects):
             counter.setdefault(camera_id, 0)
 
-    def _log_counters(self) -> None:
-        now = time.monotonic()
-        if now - self.logged_at < self.config.metrics.log_interval_s or not self.stats:
-            return
-        self.logged_at = now
-        total = sum(stats.fps for stats in self.stats.values())
-        per_node: dict[str, list[str]] = {}
-        for camera_id, stats in sorted(self.stats.items()):
-            per_node.setdefault(stats.node, []).append(f"{camera_id} {stats.fps:.1f}/s {stats.state}")
-        log.info("fleet: %d cameras on %d actors, %.1f frames/s; %s", len(self.stats), len(self.alive), total,
-                 "; ".join(f"{node}: {', '.join(cameras)}" for node, cameras in per_node.items()))
+    def _count(self, reported: dict[str, CameraStats]) -> None:
+        """Take an actor's counters into the fleet's metrics (a moved camera's new run counts from zero)."""
+        for camera_id, stats in reported.items():
+            before = self.counted.get(camera_id)
+            fresh = before is None or stats.frames < before.frames
+            frames = stats.frames - (0 if fresh else before.frames)
+            dropped = stats.dropped - (0 if fresh else before.dropped)
+            if frames:
+                self.metrics.processed(camera_id, frames)
+            self.metrics.set_dropped(camera_id, self.metrics.sources[camera_id].dropped + dropped)
+            self.metrics.state(camera_id, stats.state)
+            self.counted[camera_id] = stats
+        self.stats.update(reported)
 
 
 def _merge(into: ServeReport, result: ServeReport) -> None:
