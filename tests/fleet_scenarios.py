@@ -15,6 +15,7 @@ import signal
 import subprocess
 import sys
 import time
+import urllib.request
 from collections.abc import Callable
 from dataclasses import asdict
 from pathlib import Path
@@ -170,11 +171,12 @@ def wait_until(check: Callable[[], bool], timeout: float, what: str, cli: subpro
     return time.monotonic() - began
 
 
-def fleet_config(workdir: Path, fleet: str = "", extra: str = "") -> Path:
+def fleet_config(workdir: Path, fleet: str = "", extra: str = "", metrics: str = "") -> Path:
     """The fleet tests' configuration: the shipped demo model, one actor per node, and `extra` sections."""
     config = workdir / "fleet.yaml"
     config.write_text(f"model: {{weights: {WEIGHTS}, imgsz: 160}}\n"
-                      f"fleet: {{cpus_per_actor: 1, lost_after_s: 5{fleet}}}\nmetrics: {{log_interval_s: 2}}\n{extra}")
+                      f"fleet: {{cpus_per_actor: 1, lost_after_s: 5{fleet}}}\n"
+                      f"metrics: {{log_interval_s: 2{metrics}}}\n{extra}")
     return config
 
 
@@ -208,6 +210,8 @@ def archive_node_loss(workdir: Path) -> dict:
 
 
 CAMERAS = ("cam1", "cam2", "cam3")
+METRICS_PORT = 9300
+"""The controller's Prometheus endpoint (the namespace has its own ports)."""
 
 
 def cameras_node_loss(workdir: Path) -> dict:
@@ -220,7 +224,8 @@ def cameras_node_loss(workdir: Path) -> dict:
         client = redis.Redis.from_url(server.url)
         sources = "".join(f"  - {{id: {name}, uri: '{rtsp.url(name)}'}}\n" for name in CAMERAS)
         config = fleet_config(workdir, ", cameras_per_actor: 3",
-                              f"redis: {{url: '{server.url}'}}\noutput: {{dir: {workdir / 'out'}}}\nsources:\n{sources}")
+                              f"redis: {{url: '{server.url}'}}\noutput: {{dir: {workdir / 'out'}}}\nsources:\n{sources}",
+                              f", port: {METRICS_PORT}")
         cli = emotion_stream("serve", "--cluster", "auto", "--config", str(config), workdir=workdir)
         head, node2 = node_label(cluster, cluster.head), node_label(cluster, cluster.node2)
 
@@ -250,6 +255,10 @@ def cameras_node_loss(workdir: Path) -> dict:
         before = {name: client.xlen(f"emotion:frames:{name}") for name in stayed}
         time.sleep(3)
         result["stayed_grew"] = {name: client.xlen(f"emotion:frames:{name}") - before[name] for name in stayed}
+        with urllib.request.urlopen(f"http://127.0.0.1:{METRICS_PORT}/metrics", timeout=10) as response:
+            result["prometheus_frames"] = {
+                line.split('"')[1]: float(line.split()[-1]) for line in response.read().decode().splitlines()
+                if line.startswith("emotion_frames_total{")}
         cli.send_signal(signal.SIGTERM)
         result["rc"] = cli.wait(timeout=120)
         result |= cli_output(workdir)

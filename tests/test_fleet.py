@@ -49,6 +49,9 @@ def test_cameras_continue_on_the_surviving_node_within_15_s() -> None:
     for name in moved:
         assert result["continued_after_s"][name] <= 15.0, result["continued_after_s"]
     assert all(grew > 0 for grew in result["stayed_grew"].values()), result["stayed_grew"]
+    # the controller's Prometheus endpoint counts every camera, wherever it ran
+    assert set(result["prometheus_frames"]) == set(CAMERAS)
+    assert all(frames > 25 for frames in result["prometheus_frames"].values()), result["prometheus_frames"]
     assert result["rc"] == 0, result["stderr"]
     assert "moved: " in result["stdout"]
     for name in CAMERAS:  # SIGTERM drained the fleet: every camera ended, on the head
