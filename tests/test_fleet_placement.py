@@ -20,9 +20,9 @@ def test_one_actor_per_gpu_and_per_n_cores_on_cpu_nodes() -> None:
     nodes = [_node("a" * 56, 16, gpus=2), _node("b" * 56, 9), _node("c" * 56, 2), _node("d" * 56, 0),
              _node("e" * 56, 64, alive=False)]
     slots = plan_actors(nodes, cpus_per_actor=4)
-    gpu_slot = ActorSlot("a" * 56, "10.0.0.1/aaaaaaaa", 4, 1)
-    assert slots == [gpu_slot, gpu_slot, ActorSlot("b" * 56, "10.0.0.1/bbbbbbbb", 4, 0),
-                     ActorSlot("b" * 56, "10.0.0.1/bbbbbbbb", 4, 0), ActorSlot("c" * 56, "10.0.0.1/cccccccc", 2, 0)]
+    assert slots == [ActorSlot("a" * 56, "10.0.0.1/aaaaaaaa#1", 4, 1), ActorSlot("a" * 56, "10.0.0.1/aaaaaaaa#2", 4, 1),
+                     ActorSlot("b" * 56, "10.0.0.1/bbbbbbbb#1", 4, 0), ActorSlot("b" * 56, "10.0.0.1/bbbbbbbb#2", 4, 0),
+                     ActorSlot("c" * 56, "10.0.0.1/cccccccc", 2, 0)]  # one actor on a node: the node's own label
 
 
 def test_gpu_actors_share_the_cores_of_their_node() -> None:

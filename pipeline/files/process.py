@@ -43,6 +43,14 @@ from pipeline.sinks.source_output import SourceOutput
 log = logging.getLogger(__name__)
 
 
+@dataclass(frozen=True)
+class ProgressCounts:
+    """Frames a job expects (of the files opened so far) and has written, at one moment."""
+
+    expected: int = 0
+    written: int = 0
+
+
 class JobProgress:
     """Frames a job expects (of the files opened so far) and has written; another thread reads them."""
 
@@ -56,6 +64,11 @@ class JobProgress:
         with self._lock:
             self.expected += expected
             self.written += written
+
+    def counts(self) -> ProgressCounts:
+        """Both counts, read together."""
+        with self._lock:
+            return ProgressCounts(self.expected, self.written)
 
 
 @dataclass(frozen=True)

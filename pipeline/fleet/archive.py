@@ -11,6 +11,7 @@ flight and the results so far are kept.
 from __future__ import annotations
 
 import logging
+import math
 import time
 import uuid
 from collections import deque
@@ -28,8 +29,9 @@ from pipeline.core.shutdown import StopSignals
 from pipeline.core.source_ids import distinct_source_ids, output_folder
 from pipeline.core.uris import video_path
 from pipeline.faces.summary import TimelineSummary
-from pipeline.files.process import RunReport
-from pipeline.fleet.ray_cluster import FleetActor, connect, lost, share, start_actors, user_error
+from pipeline.files.process import ProgressCounts, RunReport
+from pipeline.fleet.fleet_status import check_redis
+from pipeline.fleet.ray_cluster import FleetActor, connect, lost, start_actors, user_error
 
 log = logging.getLogger(__name__)
 
@@ -58,12 +60,20 @@ def process_on_cluster(config: PipelineConfig, videos: list[Path], address: str,
     called once every actor has loaded the model (benchmarks time what follows)."""
     paths = [video_path(video).resolve() for video in videos]
     units = [FileUnit(path, source_id) for path, source_id in zip(paths, distinct_source_ids(paths))]
+    client = check_redis(config)  # refused credentials: one line, exit 5, before the cluster is joined
+    if client is not None:
+        client.close()
     ray = connect(address)
     actors = start_actors(ray, config, f"process-{uuid.uuid4().hex[:12]}")
     if on_ready is not None:
         on_ready()
     reports = _Driver(ray, config, actors, units, replace, show_progress).run()
     return [reports[unit.source_id] for unit in units]
+
+
+def _share(total: int, parts: int) -> int:
+    """Items per part when `total` items are spread over `parts` (at least one)."""
+    return max(1, math.ceil(total / max(1, parts)))
 
 
 class _Driver:
@@ -86,7 +96,7 @@ class _Driver:
         """Source ids handed out once: a retry never replaces what the first try wrote."""
         self.running: dict[Any, _Call] = {}
         self.reports: dict[str, RunReport] = {}
-        self.counts: dict[int, tuple[int, int]] = {}
+        self.counts: dict[int, ProgressCounts] = {}
         self.bar = tqdm(total=0, unit="frame", desc=f"{len(units)} files on {len(actors)} actors",
                         disable=not show_progress, dynamic_ncols=True)
         self.started = time.perf_counter()
@@ -123,7 +133,7 @@ class _Driver:
     def _hand_out(self) -> None:
         while self.pending and self.idle:
             actor = self.idle.popleft()
-            count = min(self.config.batching.open_files, share(len(self.pending), len(self.alive)))
+            count = min(self.config.batching.open_files, _share(len(self.pending), len(self.alive)))
             units = [self.pending.popleft()]
             while len(units) < count and self.pending and not {units[0].source_id,
                                                                  self.pending[0].source_id} & self.alone:
@@ -193,8 +203,8 @@ class _Driver:
                     self.counts[key] = self.ray.get(ref)
                 except Exception:  # noqa: BLE001 - a lost actor's call says so itself; its last counts stay
                     continue
-        self.bar.total = max(sum(expected for expected, _ in self.counts.values()), self.bar.n)
-        self.bar.n = sum(written for _, written in self.counts.values())
+        self.bar.total = max(sum(counts.expected for counts in self.counts.values()), self.bar.n)
+        self.bar.n = sum(counts.written for counts in self.counts.values())
         self.bar.set_postfix_str(f"{len(self.reports)}/{len(self.units)} files, {len(self.alive)} actors")
 
     def _unrun(self, unit: FileUnit, source_problem: str | None = None, redis_problem: str | None = None,

@@ -10,10 +10,12 @@ stop every actor: each finishes what is in flight and flushes Redis before the c
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 import time
 import uuid
 from dataclasses import dataclass, field
+from pathlib import Path
 from types import ModuleType
 from typing import Any
 
@@ -22,6 +24,8 @@ from pipeline.core.errors import ConfigError
 from pipeline.core.metrics import PipelineMetrics
 from pipeline.core.shutdown import StopSignals
 from pipeline.core.states import SourceState
+from pipeline.core.uris import is_live
+from pipeline.fleet.fleet_status import FINAL_STATES, CameraStatuses
 from pipeline.fleet.inference_actor import CameraStats
 from pipeline.fleet.placement import place_cameras
 from pipeline.fleet.ray_cluster import FleetActor, connect, lost, start_actors, user_error
@@ -36,7 +40,7 @@ _DRAIN_S = 60.0
 
 @dataclass(frozen=True)
 class CameraMove:
-    """Cameras that went from a lost actor to another, and how long after the loss was seen."""
+    """Cameras that went from a lost actor to another, and why the actor was taken as lost."""
 
     cameras: tuple[str, ...]
     from_node: str
@@ -44,6 +48,7 @@ class CameraMove:
     reason: str
 
     def describe(self) -> str:
+        """E.g. `cam2: moved from 10.0.0.5/1a2b3c4d to 10.0.0.6/5e6f7a8b (it did not answer for 5s)`."""
         return f"{', '.join(self.cameras)}: moved from {self.from_node} to {self.to_node} ({self.reason})"
 
 
@@ -53,7 +58,14 @@ class FleetServeReport:
 
     serve: ServeReport = field(default_factory=ServeReport)
     moves: list[CameraMove] = field(default_factory=list)
-    actors: int = 0
+
+
+@dataclass(frozen=True)
+class _Ping:
+    """A counters request in flight to an actor, and when it was sent."""
+
+    ref: Any
+    sent: float
 
 
 @dataclass
@@ -70,21 +82,32 @@ def serve_on_cluster(config: PipelineConfig, address: str, max_seconds: float | 
     `max_seconds` (file sources paced at their frame rate with `realtime_files`, as in `bench --streams`)."""
     if not config.sources:
         raise ConfigError("no sources configured: add a 'sources:' list (see configs/cameras.yaml)")
+    config = dataclasses.replace(config, sources=[_absolute(spec) for spec in config.sources])
+    statuses = CameraStatuses.check(config)  # refused credentials or the wrong kind of Redis: exit 5 before Ray starts
     metrics = PipelineMetrics([spec.id for spec in config.sources], config.metrics.log_interval_s,
                               config.metrics.port, host=config.metrics.host)  # a busy port fails before Ray starts
     try:
         ray = connect(address)
-        actors = start_actors(ray, config, f"serve-{uuid.uuid4().hex[:12]}")
-        return _Controller(ray, config, actors, realtime_files, metrics).run(max_seconds)
+        job = f"serve-{uuid.uuid4().hex[:12]}"
+        actors = start_actors(ray, config, job)
+        job_statuses = statuses.for_job(job) if statuses is not None else None
+        return _Controller(ray, config, actors, realtime_files, metrics, job_statuses).run(max_seconds)
     finally:
         metrics.close()
+
+
+def _absolute(spec: SourceSpec) -> SourceSpec:
+    """A file source with its path made absolute (actors resolve paths elsewhere); others as they are."""
+    if is_live(spec.uri) or "://" in spec.uri:
+        return spec
+    return dataclasses.replace(spec, uri=str(Path(spec.uri).resolve()))
 
 
 class _Controller:
     """Places camera groups, watches the actors, re-places the groups of lost ones, gathers counters."""
 
     def __init__(self, ray: ModuleType, config: PipelineConfig, actors: list[FleetActor], realtime_files: bool,
-                 metrics: PipelineMetrics) -> None:
+                 metrics: PipelineMetrics, statuses: CameraStatuses | None) -> None:
         self.ray = ray
         self.realtime_files = realtime_files
         self.config = config
@@ -92,19 +115,18 @@ class _Controller:
         self.alive = set(range(len(actors)))
         self.groups: dict[Any, _Group] = {}
         self.stats: dict[str, CameraStats] = {}
-        """Each camera's counters in its current run, as its actor last reported them."""
+        """Each camera's counters in its current run, as its actor last reported them (and `metrics` counted)."""
         self.metrics = metrics
         """The fleet's metrics: log lines and the Prometheus endpoint of the controller, over every actor."""
-        self.counted: dict[str, CameraStats] = {}
-        """What `metrics` has been told of each camera's current run."""
-        self.pings: dict[int, tuple[Any, float]] = {}
+        self.statuses = statuses
+        self.pings: dict[int, _Ping] = {}
         self.answered = dict.fromkeys(self.alive, time.monotonic())
-        self.report = FleetServeReport(actors=len(actors))
-        self.unplaced: list[SourceSpec] = []
+        self.report = FleetServeReport()
         self.stopping = False
         self.stop_at = 0.0
 
     def run(self, max_seconds: float | None) -> FleetServeReport:
+        """Place every camera, then watch until every group has ended (or a stop, or `max_seconds`)."""
         started = time.monotonic()
         self._place(list(self.config.sources), None, "")
         with StopSignals() as stop:
@@ -121,9 +143,6 @@ class _Controller:
                     self.metrics.maybe_log()
                 elif time.monotonic() - self.stop_at > _DRAIN_S:
                     self._give_up_draining()
-        for camera in self.unplaced:
-            self._record_failure(camera.id, "no inference actor had room for it (fleet.cameras_per_actor: "
-                                            f"{self.config.fleet.cameras_per_actor}, {len(self.alive)} actors)")
         self.report.serve.seconds = time.monotonic() - started
         return self.report
 
@@ -140,10 +159,13 @@ class _Controller:
                 move = CameraMove(tuple(spec.id for spec in group_cameras), lost_node, actor.slot.node, reason)
                 self.report.moves.append(move)
                 log.warning("%s", move.describe())
-        if placement.unplaced:
-            log.error("no inference actor has room for %s (fleet.cameras_per_actor: %s)",
-                      ", ".join(spec.id for spec in placement.unplaced), self.config.fleet.cameras_per_actor)
-        self.unplaced += placement.unplaced
+        for camera in placement.unplaced:
+            reason = (f"no inference actor had room for it (fleet.cameras_per_actor: "
+                      f"{self.config.fleet.cameras_per_actor}, {len(self.alive)} actors)")
+            log.error("%s: %s", camera.id, reason)
+            self._record_failure(camera.id, reason)
+            if self.statuses is not None:
+                self.statuses.failed(camera, reason, self.report.serve.frames[camera.id])
 
     def _collect(self, ref: Any) -> None:
         group = self.groups.pop(ref)
@@ -157,28 +179,33 @@ class _Controller:
             for camera in group.cameras:
                 self._record_failure(camera.id, str(user_error(exc)))
             return
-        _merge(self.report.serve, result)
+        for camera_id, state in result.states.items():  # the run's last counts, beyond what was reported so far
+            self._count({camera_id: CameraStats(state, result.frames[camera_id], result.dropped[camera_id])})
+            self.stats.pop(camera_id, None)
+        _merge(self.report.serve, result, self.actors[group.actor].slot.node)
 
     def _watch(self) -> None:
         """Ask every alive actor for its counters once a second; one silent for `lost_after_s` is lost."""
         now = time.monotonic()
         for index in sorted(self.alive):
-            pending = self.pings.get(index)
-            if pending is None:
+            ping = self.pings.get(index)
+            if ping is None:
                 if now - self.answered[index] >= _PING_EVERY_S:
-                    self.pings[index] = (self.actors[index].handle.camera_stats.remote(), now)
+                    self.pings[index] = _Ping(self.actors[index].handle.camera_stats.remote(), now)
                 continue
-            ref, sent = pending
-            ready, _ = self.ray.wait([ref], timeout=0)
+            ready, _ = self.ray.wait([ping.ref], timeout=0)
             if ready:
                 del self.pings[index]
                 try:
-                    self._count(self.ray.get(ref))
+                    self._count(self.ray.get(ping.ref))
                     self.answered[index] = now
                 except Exception as exc:  # noqa: BLE001 - a lost actor, or one that cannot report
                     if lost(self.ray, exc):
                         self._lose(index, "its process or node is gone")
-            elif now - sent > self.config.fleet.lost_after_s:
+                    else:
+                        log.warning("inference actor on %s did not report its counters: %s",
+                                    self.actors[index].slot.node, user_error(exc))
+            elif now - ping.sent > self.config.fleet.lost_after_s:
                 self._lose(index, f"it did not answer for {self.config.fleet.lost_after_s:g}s")
 
     def _lose(self, index: int, reason: str) -> None:
@@ -188,12 +215,18 @@ class _Controller:
         actor = self.actors[index]
         self.ray.kill(actor.handle, no_restart=True)
         moved = [ref for ref, group in self.groups.items() if group.actor == index]
-        cameras = [camera for ref in moved for camera in self.groups.pop(ref).cameras]
-        for camera in cameras:  # counted until the loss; the new run counts from zero
-            self.counted.pop(camera.id, None)
-            if camera.id in self.stats:
-                self.report.serve.frames[camera.id] = self.report.serve.frames.get(camera.id, 0) + \
-                    self.stats.pop(camera.id).frames
+        cameras = []
+        for camera in [camera for ref in moved for camera in self.groups.pop(ref).cameras]:
+            last = self.stats.pop(camera.id, None)  # counted until the loss; a new run counts from zero
+            if last is not None:
+                serve = self.report.serve
+                serve.frames[camera.id] = serve.frames.get(camera.id, 0) + last.frames
+                serve.dropped[camera.id] = serve.dropped.get(camera.id, 0) + last.dropped
+            if last is not None and last.state in FINAL_STATES:  # it had ended or failed: nothing to move
+                self.report.serve.states[camera.id] = last.state
+                self.report.serve.reconnects.setdefault(camera.id, 0)
+            else:
+                cameras.append(camera)
         log.warning("inference actor on %s lost (%s); %d actors left", actor.slot.node, reason, len(self.alive))
         if self.stopping:  # draining: nothing moves any more
             for camera in cameras:
@@ -216,6 +249,7 @@ class _Controller:
             del self.groups[ref]
 
     def _record_failure(self, camera_id: str, reason: str) -> None:
+        self.metrics.state(camera_id, SourceState.FAILED.value)
         serve = self.report.serve
         serve.states[camera_id] = SourceState.FAILED.value
         serve.failures[camera_id] = reason
@@ -225,7 +259,7 @@ class _Controller:
     def _count(self, reported: dict[str, CameraStats]) -> None:
         """Take an actor's counters into the fleet's metrics (a moved camera's new run counts from zero)."""
         for camera_id, stats in reported.items():
-            before = self.counted.get(camera_id)
+            before = self.stats.get(camera_id)
             fresh = before is None or stats.frames < before.frames
             frames = stats.frames - (0 if fresh else before.frames)
             dropped = stats.dropped - (0 if fresh else before.dropped)
@@ -233,12 +267,12 @@ class _Controller:
                 self.metrics.processed(camera_id, frames)
             self.metrics.set_dropped(camera_id, self.metrics.sources[camera_id].dropped + dropped)
             self.metrics.state(camera_id, stats.state)
-            self.counted[camera_id] = stats
-        self.stats.update(reported)
+            self.stats[camera_id] = stats
 
 
-def _merge(into: ServeReport, result: ServeReport) -> None:
-    """Add one camera group's outcome to the fleet's (a moved camera's counters add up over its runs)."""
+def _merge(into: ServeReport, result: ServeReport, actor: str) -> None:
+    """Add one camera group's outcome (run on `actor`) to the fleet's (a moved camera's counters add up over its
+    runs)."""
     for camera_id, state in result.states.items():
         into.states[camera_id] = state
         for total, part in ((into.frames, result.frames), (into.dropped, result.dropped),
@@ -252,4 +286,6 @@ def _merge(into: ServeReport, result: ServeReport) -> None:
     into.redis_rejected += result.redis_rejected
     into.redis_written.update(result.redis_written)
     into.redis_duplicates.update(result.redis_duplicates)
-    into.stages = "; ".join(part for part in (into.stages, result.stages) if part)
+    if result.stages:
+        group = ",".join(result.states)
+        into.stages = "; ".join(part for part in (into.stages, f"{group} on {actor}: {result.stages}") if part)

@@ -6,6 +6,7 @@ metrics, or stop it, while `process` or `serve` calls run.
 
 from __future__ import annotations
 
+import dataclasses
 import threading
 from dataclasses import dataclass
 from pathlib import Path
@@ -17,7 +18,7 @@ from pipeline.core.log_setup import configure_logging
 from pipeline.core.metrics import PipelineMetrics
 from pipeline.engine.detector import EmotionDetector
 from pipeline.engine.loading import load_detectors
-from pipeline.files.process import JobProgress, RunReport, process_files
+from pipeline.files.process import JobProgress, ProgressCounts, RunReport, process_files
 from pipeline.live.serve import ServeReport, serve
 
 
@@ -25,11 +26,9 @@ from pipeline.live.serve import ServeReport, serve
 class CameraStats:
     """One camera's counters as its actor reports them to the controller."""
 
-    node: str
     state: str
     frames: int
     dropped: int
-    fps: float
 
 
 class InferenceActor:
@@ -67,7 +66,7 @@ class InferenceActor:
     def serve(self, cameras: list[SourceSpec], realtime_files: bool = False) -> ServeReport:
         """Serve `cameras` until they end or `stop` is called. Each call is its own engine, with its own copy of
         the model (cameras moved here from a lost actor join while the first group runs)."""
-        config = PipelineConfig(**{**vars(self.config), "sources": cameras})
+        config = dataclasses.replace(self.config, sources=cameras)
         shared = self._model_in_use.acquire(blocking=False)
         group = ",".join(spec.id for spec in cameras)
         try:
@@ -81,14 +80,13 @@ class InferenceActor:
         report.metrics = None  # it holds threads and a socket; the controller gathers `camera_stats` instead
         return report
 
-    def progress_counts(self) -> tuple[int, int]:
-        """(frames expected of the files opened so far, frames written) over this actor's life."""
-        return self.progress.expected, self.progress.written
+    def progress_counts(self) -> ProgressCounts:
+        """Frames expected of the files opened so far, and frames written, over this actor's life."""
+        return self.progress.counts()
 
     def camera_stats(self) -> dict[str, CameraStats]:
         """Counters of every camera served here now."""
-        return {source_id: CameraStats(self.member.node, metrics.state, metrics.frames, metrics.dropped,
-                                       round(metrics.fps, 2))
+        return {source_id: CameraStats(metrics.state, metrics.frames, metrics.dropped)
                 for group in list(self._metrics.values()) for source_id, metrics in group.sources.items()}
 
     def stop(self) -> None:

@@ -4,9 +4,10 @@ from __future__ import annotations
 
 import copy
 import logging
-import math
 import os
+import signal
 import socket
+import threading
 from dataclasses import dataclass
 from pathlib import Path
 from types import ModuleType
@@ -39,6 +40,7 @@ def connect(address: str) -> ModuleType:
     if ray.is_initialized():
         return ray
     _probe(os.environ.get("RAY_ADDRESS", "") if address == "auto" else address)
+    on_sigterm = signal.getsignal(signal.SIGTERM)
     try:
         if address == "local":
             ray.init(include_dashboard=False, configure_logging=False, log_to_driver=True)
@@ -47,6 +49,9 @@ def connect(address: str) -> ModuleType:
     except (ConnectionError, RuntimeError, ValueError) as exc:
         first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
         raise ClusterError(f"cannot join the Ray cluster at {address}: {first}") from None
+    finally:
+        if threading.current_thread() is threading.main_thread():
+            signal.signal(signal.SIGTERM, on_sigterm)  # ray.init makes SIGTERM exit 15; the command's own stays
     return ray
 
 
@@ -67,7 +72,8 @@ class ActorSlot:
 
     node_id: str
     node: str
-    """The node as people read it: its address and the start of its id."""
+    """The actor's place as people read it: its node's address and the start of the node's id, then `#n` when the
+    node holds several actors."""
     num_cpus: int
     num_gpus: int
 
@@ -83,11 +89,13 @@ def plan_actors(nodes: list[dict[str, Any]], cpus_per_actor: int) -> list[ActorS
         cpus, gpus = int(resources.get("CPU", 0)), int(resources.get("GPU", 0))
         label = f"{node.get('NodeManagerAddress', '?')}/{node['NodeID'][:8]}"
         if gpus:
-            per_gpu = max(1, min(cpus_per_actor, cpus // gpus)) if cpus else 0
-            slots += [ActorSlot(node["NodeID"], label, per_gpu, 1)] * gpus
+            count, cpus_each, gpus_each = gpus, max(1, min(cpus_per_actor, cpus // gpus)) if cpus else 0, 1
         elif cpus:
-            count = max(1, cpus // cpus_per_actor)
-            slots += [ActorSlot(node["NodeID"], label, min(cpus, cpus_per_actor), 0)] * count
+            count, cpus_each, gpus_each = max(1, cpus // cpus_per_actor), min(cpus, cpus_per_actor), 0
+        else:
+            continue
+        slots += [ActorSlot(node["NodeID"], f"{label}#{number + 1}" if count > 1 else label, cpus_each, gpus_each)
+                  for number in range(count)]
     return slots
 
 
@@ -155,7 +163,3 @@ def lost(ray: ModuleType, exc: BaseException) -> bool:
     return isinstance(exc, (ray.exceptions.RayActorError, ray.exceptions.ActorUnavailableError,
                             ray.exceptions.NodeDiedError, ray.exceptions.ObjectLostError))
 
-
-def share(total: int, parts: int) -> int:
-    """Items per part when `total` items are spread over `parts` (at least one)."""
-    return max(1, math.ceil(total / max(1, parts)))

@@ -83,9 +83,10 @@ class Holder:
         return json.dumps(vars(self), sort_keys=True)
 
     def describe(self) -> str:
-        """E.g. "process pid 123 on host-a since 12:00:01"."""
+        """E.g. "process pid 123 on host-a since 12:00:01" (", fleet job serve-1a2b3c" for a fleet's actor)."""
         since = time.strftime("%Y-%m-%d %H:%M:%S", time.localtime(self.since_ms / 1000))
-        return f"{self.command} pid {self.pid} on {self.host} since {since}"
+        job = f", fleet job {self.job}" if self.job else ""
+        return f"{self.command} pid {self.pid} on {self.host} since {since}{job}"
 
 
 class SourceClaims:
