@@ -210,20 +210,24 @@ def archive_node_loss(workdir: Path) -> dict:
 
 
 CAMERAS = ("cam1", "cam2", "cam3")
+CLIPS, CLIP_FRAMES = ("clip1", "clip2"), 50
 METRICS_PORT = 9300
 """The controller's Prometheus endpoint (the namespace has its own ports)."""
 
 
 def cameras_node_loss(workdir: Path) -> dict:
-    """`serve --cluster auto` of 3 RTSP cameras on two nodes; node 2 killed; how soon its cameras write again
-    from the head; then SIGTERM."""
+    """`serve --cluster auto` of 3 RTSP cameras and 2 short files on two nodes (placed in that order, least loaded
+    first: one file on each node); the files end; node 2 killed; how soon its cameras write again from the head
+    (its ended file must stay ended, not run again); then SIGTERM."""
     video = write_video(workdir / "cam.mp4", gradient_frames(250))
+    clip = write_video(workdir / "clip.mp4", gradient_frames(CLIP_FRAMES))
     result: dict = {}
     with LocalRedisServer() as server, RtspServer({name: video for name in CAMERAS}) as rtsp, \
             LocalRayCluster(workdir / "ray") as cluster:
         client = redis.Redis.from_url(server.url)
-        sources = "".join(f"  - {{id: {name}, uri: '{rtsp.url(name)}'}}\n" for name in CAMERAS)
-        config = fleet_config(workdir, ", cameras_per_actor: 3",
+        sources = "".join(f"  - {{id: {name}, uri: '{rtsp.url(name)}'}}\n" for name in CAMERAS) + \
+            "".join(f"  - {{id: {name}, uri: '{clip}'}}\n" for name in CLIPS)
+        config = fleet_config(workdir, ", cameras_per_actor: 4",
                               f"redis: {{url: '{server.url}'}}\noutput: {{dir: {workdir / 'out'}}}\nsources:\n{sources}",
                               f", port: {METRICS_PORT}")
         cli = emotion_stream("serve", "--cluster", "auto", "--config", str(config), workdir=workdir)
@@ -231,12 +235,13 @@ def cameras_node_loss(workdir: Path) -> dict:
 
         def all_live() -> bool:
             now = statuses(client)
-            return all(now.get(name, {}).get("state") == "live" and now[name]["frames"] > 25 for name in CAMERAS)
+            return all(now.get(name, {}).get("state") == "live" and now[name]["frames"] > 25 for name in CAMERAS) \
+                and all(now.get(name, {}).get("state") == "ended" for name in CLIPS)
 
         result["live_after_s"] = wait_until(all_live, 240, "every camera live", cli, workdir)
         placed = {name: status["node"] for name, status in statuses(client).items()}
         result["placed"] = placed
-        moved = [name for name, node in placed.items() if node == node2]
+        moved = [name for name, node in placed.items() if node == node2 and name in CAMERAS]
         killed_at_ms = int(time.time() * 1000)
         result["dead_after_s"] = cluster.kill_second_node()
 
@@ -263,6 +268,7 @@ def cameras_node_loss(workdir: Path) -> dict:
         result["rc"] = cli.wait(timeout=120)
         result |= cli_output(workdir)
         result["final"] = statuses(client)
+        result["clip_frames"] = {name: frame_indices(client, name) for name in CLIPS}
         result["head"], result["node2"] = head, node2
     return result
 

@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 
 from tests.blocked_imports import emotion_stream_without
-from tests.fleet_scenarios import ARCHIVE_FILES, ARCHIVE_FRAMES, CAMERAS
+from tests.fleet_scenarios import ARCHIVE_FILES, ARCHIVE_FRAMES, CAMERAS, CLIP_FRAMES, CLIPS
 from tests.netns import namespace_unavailable, run_scenario
 
 if importlib.util.find_spec("ray") is None:
@@ -42,7 +42,7 @@ def test_archive_every_frame_exactly_once_when_a_node_dies() -> None:
 
 def test_cameras_continue_on_the_surviving_node_within_15_s() -> None:
     result = _scenario("cameras_node_loss")
-    moved = [name for name, node in result["placed"].items() if node == result["node2"]]
+    moved = [name for name in CAMERAS if result["placed"][name] == result["node2"]]
     assert moved and len(moved) < len(CAMERAS), result["placed"]
     print(f"node 2 dead after {result['dead_after_s']:.1f}s; moved cameras written again from the head after "
           f"{result['continued_after_s']} s")
@@ -50,12 +50,18 @@ def test_cameras_continue_on_the_surviving_node_within_15_s() -> None:
         assert result["continued_after_s"][name] <= 15.0, result["continued_after_s"]
     assert all(grew > 0 for grew in result["stayed_grew"].values()), result["stayed_grew"]
     # the controller's Prometheus endpoint counts every camera, wherever it ran
-    assert set(result["prometheus_frames"]) == set(CAMERAS)
-    assert all(frames > 25 for frames in result["prometheus_frames"].values()), result["prometheus_frames"]
+    frames = result["prometheus_frames"]
+    assert set(frames) == set(CAMERAS + CLIPS)
+    assert all(frames[name] > 25 for name in CAMERAS) and all(frames[clip] == CLIP_FRAMES for clip in CLIPS), frames
     assert result["rc"] == 0, result["stderr"]
-    assert "moved: " in result["stdout"]
     for name in CAMERAS:  # SIGTERM drained the fleet: every camera ended, on the head
         assert result["final"][name]["state"] == "ended" and result["final"][name]["node"] == result["head"]
+    # the file on node 2 had ended before the kill: it stays ended with its frames once, it is not moved
+    assert sorted(result["placed"][clip] for clip in CLIPS) == sorted([result["head"], result["node2"]])
+    assert result["clip_frames"] == {clip: list(range(CLIP_FRAMES)) for clip in CLIPS}
+    moves = [line for line in result["stdout"].splitlines() if line.startswith("moved: ")]
+    assert moves and not any(clip in line for line in moves for clip in CLIPS), moves
+    assert all(result["final"][clip]["state"] == "ended" for clip in CLIPS)
 
 
 def _error_lines(stderr: str) -> list[str]:
