@@ -220,18 +220,33 @@ def test_a_killed_decoder_is_restarted_for_a_camera_and_fails_a_file(
     their numbering; the file is failed with the reason rather than decoded again from its start."""
     import multiprocessing
 
-    def kill_decoders() -> None:
+    client = redis.Redis.from_url(redis_url, decode_responses=True)
+
+    def kill_decoders_once_both_write() -> None:  # not at a fixed time: a loaded machine starts slowly
+        deadline = time.monotonic() + 60
+        while time.monotonic() < deadline:
+            states = [json.loads(client.hget("emotion:sources", source) or "{}") for source in ("cam", "clip")]
+            if all(state.get("state") == "live" and state.get("frames", 0) >= 10 for state in states):
+                break
+            time.sleep(0.1)
         for child in multiprocessing.active_children():
             if child.name.startswith("decoder-"):
                 os.kill(child.pid, signal.SIGKILL)
+
+    def kill_then_stop(stop: threading.Event) -> None:
+        kill_decoders_once_both_write()
+        time.sleep(6)  # the camera's decoder comes back and delivers frames again
+        stop.set()
 
     with RtspServer({"cam": camera_video}) as server:
         sources = [SourceSpec("cam", server.url("cam")), SourceSpec("clip", str(camera_video))]
         config = _config(weights, imgsz, tmp_path, sources, redis_url)
         config.batching.batch = 1  # the file is still decoding when the kill comes
-        timer = _after(5, kill_decoders)
-        report = serve(config, realtime_files=True, max_seconds=10)
-        timer.join()
+        stop = threading.Event()
+        killer = threading.Thread(target=kill_then_stop, args=(stop,))
+        killer.start()
+        report = serve(config, realtime_files=True, stop=stop)
+        killer.join()
     assert report.reconnects["cam"] >= 1 and report.states["cam"] == "ended"
     frames = [row["frame"] for row in _timeline(tmp_path, "cam")]
     assert frames == sorted(set(frames)) and frames[-1] > frames[len(frames) // 2] + 20
