@@ -217,6 +217,10 @@ class _Controller:
         moved = [ref for ref, group in self.groups.items() if group.actor == index]
         cameras = []
         for camera in [camera for ref in moved for camera in self.groups.pop(ref).cameras]:
+            written = self.statuses.final_status(camera.id, actor.slot.node) if self.statuses is not None else None
+            if written is not None:  # it ended or failed there after the last counters came: Redis has the rest
+                self._count({camera.id: CameraStats(written["state"], written.get("frames", 0),
+                                                    written.get("dropped", 0))})
             last = self.stats.pop(camera.id, None)  # counted until the loss; a new run counts from zero
             if last is not None:
                 serve = self.report.serve

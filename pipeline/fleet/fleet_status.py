@@ -51,6 +51,18 @@ class CameraStatuses:
         """The same client, writing for fleet `job` (whose actors' claims it may write over)."""
         return CameraStatuses(self.client, self.keys, job)
 
+    def final_status(self, camera_id: str, node: str) -> dict | None:
+        """The camera's status in `emotion:sources` when the actor at `node` wrote it and it is final (ended or
+        failed): what that actor did last, even when the controller's last look at it came before."""
+        try:
+            raw = self.client.hget(self.keys.sources, camera_id)
+            status = json.loads(raw) if raw else None
+        except (redis.RedisError, ValueError) as exc:
+            log.warning("could not read the status of %s in Redis (%s)", camera_id, exc)
+            return None
+        final = isinstance(status, dict) and status.get("node") == node and status.get("state") in FINAL_STATES
+        return status if final else None
+
     def failed(self, camera: SourceSpec, reason: str, frames: int) -> None:
         """Record `camera` failed with `reason`, unless a run of another job holds its claim (it is that run's)."""
         try:
