@@ -21,6 +21,19 @@ def free_port() -> int:
         return sock.getsockname()[1]
 
 
+def free_ports(count: int) -> list[int]:
+    """`count` different TCP ports on 127.0.0.1 that are free right now (held together while chosen, so that no
+    two are the same)."""
+    sockets = [socket.socket() for _ in range(count)]
+    try:
+        for sock in sockets:
+            sock.bind(("127.0.0.1", 0))
+        return [sock.getsockname()[1] for sock in sockets]
+    finally:
+        for sock in sockets:
+            sock.close()
+
+
 class LocalRedisServer:
     """A redis-server child process with its data in a temporary folder.
 
@@ -107,10 +120,11 @@ class LocalRedisCluster:
     def __init__(self, nodes: int = 3, persist: bool = False, extra_args: tuple[str, ...] = ()) -> None:
         """`persist` keeps each node's data across its restart; `extra_args` go to every node's redis-server
         (e.g. ("--cluster-node-timeout", "60000"))."""
+        ports = free_ports(2 * nodes)  # a client port and a cluster bus port per node, none the same
         self.servers = [
-            LocalRedisServer(persist=persist, extra_args=("--cluster-enabled", "yes", "--cluster-config-file", "nodes.conf",
-                                         "--cluster-port", str(free_port()), *extra_args))
-            for _ in range(nodes)
+            LocalRedisServer(port, persist=persist, extra_args=("--cluster-enabled", "yes", "--cluster-config-file",
+                                                                "nodes.conf", "--cluster-port", str(bus), *extra_args))
+            for port, bus in zip(ports[::2], ports[1::2])
         ]
         self.url = self.servers[0].url
 
