@@ -36,7 +36,7 @@ $(STAMP): pyproject.toml locks/dev.txt
 clip: $(STAMP)
 	-@$(VENV)/bin/python -m training.sample_clips >/dev/null
 
-# Every lock resolved again to the newest releases pyproject.toml's ranges and locks/holds.txt admit; prints what
+# Every lock resolved again to the newest releases pyproject.toml's ranges and locks/holds.in admit; prints what
 # changed. Then `make test`: a new lock lands only with the suite passing on it.
 lock: $(STAMP)
 	UV=$(VENV)/bin/uv locks/lock.sh --upgrade

@@ -8,12 +8,14 @@ again from scratch and compare, so the file cannot drift from the code.
 
 from __future__ import annotations
 
-import dataclasses
 import hashlib
+import importlib.metadata
 import json
 import logging
 import os
 import shutil
+import subprocess
+import sys
 import tempfile
 import time
 from dataclasses import dataclass
@@ -25,6 +27,7 @@ from exporters.cache import cache_root, file_digest
 from pipeline.engine.batch import Detections
 from training.first_epoch import FirstEpochRecorder, UpdateFingerprint
 from training.progress import TrainingProgress
+from training.scene_plan import PlanRecorder
 from training.scenes import make_scene, write_scene_dataset
 from training.script_agreement import score_timeline
 from training.synthetic_video import FaceTruth
@@ -51,6 +54,10 @@ DEMO_TRAINING = {
 ASSETS = Path(__file__).resolve().parent / "assets"
 SHIPPED_WEIGHTS = ASSETS / "emotion-demo.pt"
 SHIPPED_RECORD = ASSETS / "emotion-demo.json"
+
+SCENE_LIBRARIES = ("numpy", "opencv-python", "opencv-python-headless")
+"""The distributions whose releases decide the scenes' bytes: NumPy mixes and noises them, OpenCV draws and encodes
+them (PNG). The record lists the releases under which the shipped scenes were made or checked byte for byte."""
 
 MATCH_SHARE = 0.95
 """A retrained model matches the shipped one when at least this share of their faces agree."""
@@ -90,8 +97,52 @@ class DemoTraining:
     weights: Path
     dataset_digest: str
     """SHA-256 of the synthetic images and labels, in name order."""
+    scene_plan: str
+    """SHA-256 of every random draw that made the scenes (`training.scene_plan`): no OpenCV release moves it."""
     first_epoch: UpdateFingerprint
     seconds: float
+
+
+@dataclass(frozen=True)
+class DemoScenes:
+    """The recipe's synthetic data set on disk, with the digest of its bytes and of its plan."""
+
+    data_yaml: Path
+    digest: str
+    plan: str
+
+
+def draw_demo_scenes(root: Path) -> DemoScenes:
+    """Write the recipe's scenes (train and val) under `root`."""
+    plan = PlanRecorder(np.random.default_rng(DEMO_TRAINING["seed"]))
+    data = write_scene_dataset(root, DEMO_TRAINING["train_images"], DEMO_TRAINING["val_images"], DEMO_IMGSZ, rng=plan)
+    return DemoScenes(data, _dataset_digest(root), plan.digest())
+
+
+def verify_scenes() -> str:
+    """Draw the recipe's scenes under the installed releases and hold them to the record; one line saying how.
+
+    Scenes with the recorded bytes add the installed releases to the record's `scenes_verified_under` (after a lock
+    moved OpenCV or NumPy); other bytes raise, naming what to do.
+    """
+    record = shipped_record()
+    with tempfile.TemporaryDirectory(prefix="emotion-demo-scenes-") as work:
+        scenes = draw_demo_scenes(Path(work))
+    if scenes.plan != record["scene_plan"]:
+        raise RuntimeError("the scene generator's plan changed: bump GENERATOR_VERSION and retrain the demo model")
+    libraries = scene_libraries()
+    if scenes.digest != record["dataset_digest"]:
+        raise RuntimeError(f"under {_releases(libraries)} the scenes come out with other bytes: hold these releases "
+                           "back in locks/holds.in, or retrain and ship the demo model (python -m training.demo_model "
+                           "ship)")
+    if libraries not in record["scenes_verified_under"]:
+        record["scenes_verified_under"].append(libraries)
+        SHIPPED_RECORD.write_text(json.dumps(record, indent=2) + "\n")
+    return f"the shipped scenes, byte for byte, under {_releases(libraries)}: recorded in {SHIPPED_RECORD.name}"
+
+
+def _releases(libraries: dict[str, str]) -> str:
+    return ", ".join(f"{name} {version}" for name, version in libraries.items())
 
 
 def train_demo_model(weights: Path, verbose: bool = False, first_epoch_only: bool = False) -> DemoTraining:
@@ -105,14 +156,13 @@ def train_demo_model(weights: Path, verbose: bool = False, first_epoch_only: boo
     weights.parent.mkdir(parents=True, exist_ok=True)
     started = time.monotonic()
     with tempfile.TemporaryDirectory(prefix="emotion-demo-", dir=weights.parent) as work:
-        data = write_scene_dataset(Path(work) / "data", settings["train_images"], settings["val_images"], DEMO_IMGSZ)
-        dataset_digest = _dataset_digest(data.parent)
+        scenes = draw_demo_scenes(Path(work) / "data")
         model = YOLO(settings["model"])
         TrainingProgress().attach(model)
         first_epoch = FirstEpochRecorder(stop_after_first=first_epoch_only)
         first_epoch.attach(model)
         model.train(
-            data=str(data),
+            data=str(scenes.data_yaml),
             epochs=settings["epochs"],
             imgsz=DEMO_IMGSZ,
             batch=settings["batch"],
@@ -136,29 +186,65 @@ def train_demo_model(weights: Path, verbose: bool = False, first_epoch_only: boo
         shutil.copy2(Path(work) / "train" / "weights" / "best.pt", staging)
         staging.replace(weights)
     assert first_epoch.fingerprint is not None, "ultralytics ran no epoch"
-    return DemoTraining(weights, dataset_digest, first_epoch.fingerprint, time.monotonic() - started)
+    return DemoTraining(weights, scenes.digest, scenes.plan, first_epoch.fingerprint, time.monotonic() - started)
 
 
-def ship(training: DemoTraining) -> None:
-    """Make `training`'s weights the shipped demo model, with their record (for maintainers, after a retrain)."""
+PORTABLE_KERNELS = {"ATEN_CPU_CAPABILITY": "avx2", "MKL_ENABLE_INSTRUCTIONS": "AVX2", "ONEDNN_MAX_CPU_ISA": "AVX2",
+                    "DNNL_MAX_CPU_ISA": "AVX2"}
+"""The CPU kernels of `check_recipe` on every x86-64 machine (PyTorch's, MKL's, oneDNN's AVX2 code). AVX-512 kernels
+round differently, and over the first epoch's 47 steps that moves the same recipe's update away (cosine 0.95 measured
+on an AVX-512 EPYC against the record made on an AVX2 machine); on AVX2 kernels it is the record's (cosine 1.0)."""
+
+
+def check_recipe() -> DemoTraining:
+    """The recipe's first epoch from scratch, in a child process on `PORTABLE_KERNELS` (about 60 s on 2 cores).
+
+    What the record holds of a training: the scenes' digest and plan, and the first update. The kernels are chosen
+    when PyTorch starts, hence the child process.
+    """
+    with tempfile.TemporaryDirectory(prefix="emotion-demo-check-") as work:
+        result = Path(work) / "first-epoch.json"
+        subprocess.run([sys.executable, "-m", "training.demo_model", "first-epoch", str(result)],
+                       env=os.environ | PORTABLE_KERNELS, check=True)
+        made = json.loads(result.read_text())
+    return DemoTraining(Path(made["weights"]), made["dataset_digest"], made["scene_plan"],
+                        UpdateFingerprint(tuple(made["first_epoch_update"])), made["seconds"])
+
+
+def ship(weights: Path, seconds: float | None) -> None:
+    """Make `weights` (trained by the recipe) the shipped demo model, with their record (for maintainers)."""
     import platform
 
     import torch
     import ultralytics
 
+    check = check_recipe()
     ASSETS.mkdir(parents=True, exist_ok=True)
-    shutil.copyfile(training.weights, SHIPPED_WEIGHTS)
+    shutil.copyfile(weights, SHIPPED_WEIGHTS)
     record = {
         "settings_key": settings_key(),
         "settings": DEMO_TRAINING | {"generator": GENERATOR_VERSION},
         "sha256": file_digest(SHIPPED_WEIGHTS),
-        "dataset_digest": training.dataset_digest,
-        "first_epoch_update": list(training.first_epoch.projections),
+        "dataset_digest": check.dataset_digest,
+        "scene_plan": check.scene_plan,
+        "scenes_verified_under": [scene_libraries()],
+        "first_epoch_update": list(check.first_epoch.projections),
         "trained_with": {"ultralytics": ultralytics.__version__, "torch": torch.__version__,
                          "machine": f"{platform.machine()} {platform.processor() or ''} {os.cpu_count()} cores".strip(),
-                         "seconds": round(training.seconds) or None},
+                         "seconds": round(seconds) if seconds else None},
     }
     SHIPPED_RECORD.write_text(json.dumps(record, indent=2) + "\n")
+
+
+def scene_libraries() -> dict[str, str]:
+    """The installed releases of `SCENE_LIBRARIES` (those installed)."""
+    versions = {}
+    for name in SCENE_LIBRARIES:
+        try:
+            versions[name] = importlib.metadata.version(name)
+        except importlib.metadata.PackageNotFoundError:
+            pass
+    return versions
 
 
 def shipped_record() -> dict:
@@ -221,15 +307,28 @@ def _faces_per_image(found: Detections) -> list[list[tuple[tuple[float, ...], in
 
 
 if __name__ == "__main__":
-    import sys
-
-    # python -m training.demo_model ship [WEIGHTS]: make WEIGHTS (trained by this recipe; recorded from a
-    # first-epoch run) or, without them, a model retrained from scratch the shipped demo model.
-    if sys.argv[1:2] != ["ship"] or len(sys.argv) > 3:
-        sys.exit("usage: python -m training.demo_model ship [WEIGHTS]")
-    work = cache_root() / "demo-model" / "retrained" / "emotion-demo.pt"
-    training = train_demo_model(work, first_epoch_only=len(sys.argv) == 3)
-    if len(sys.argv) == 3:
-        training = dataclasses.replace(training, weights=Path(sys.argv[2]), seconds=0.0)
-    ship(training)
-    print(f"shipped {SHIPPED_WEIGHTS} ({settings_key()})")
+    # python -m training.demo_model ship [WEIGHTS]: make WEIGHTS (trained by this recipe) or, without them, a model
+    #   retrained from scratch the shipped demo model, with its record.
+    # python -m training.demo_model verify-scenes: after a lock moved OpenCV or NumPy (see verify_scenes).
+    # python -m training.demo_model first-epoch OUT.json: the child process of check_recipe.
+    command, arguments = sys.argv[1:2], sys.argv[2:]
+    if command == ["verify-scenes"] and not arguments:
+        try:
+            print(verify_scenes())
+        except RuntimeError as error:
+            sys.exit(f"verify-scenes: {error}")
+    elif command == ["first-epoch"] and len(arguments) == 1:
+        out = Path(arguments[0])
+        made = train_demo_model(out.with_suffix(".pt"), first_epoch_only=True)
+        out.write_text(json.dumps({"weights": str(made.weights), "dataset_digest": made.dataset_digest,
+                                   "scene_plan": made.scene_plan, "seconds": made.seconds,
+                                   "first_epoch_update": list(made.first_epoch.projections)}))
+    elif command == ["ship"] and len(arguments) <= 1:
+        if arguments:
+            ship(Path(arguments[0]), None)
+        else:
+            retrained = train_demo_model(cache_root() / "demo-model" / "retrained" / "emotion-demo.pt")
+            ship(retrained.weights, retrained.seconds)
+        print(f"shipped {SHIPPED_WEIGHTS} ({settings_key()})")
+    else:
+        sys.exit("usage: python -m training.demo_model ship [WEIGHTS] | verify-scenes | first-epoch OUT.json")

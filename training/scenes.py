@@ -100,9 +100,14 @@ def make_scene(
     return canvas, labels
 
 
-def write_scene_dataset(root: Path, train: int, val: int, imgsz: int, seed: int = 0) -> Path:
-    """Write an ultralytics detection data set of synthetic scenes; returns its data.yaml."""
-    rng = np.random.default_rng(seed)
+def write_scene_dataset(
+    root: Path, train: int, val: int, imgsz: int, seed: int = 0, rng: np.random.Generator | None = None
+) -> Path:
+    """Write an ultralytics detection data set of synthetic scenes; returns its data.yaml.
+
+    The scenes draw from `rng` when given (a `PlanRecorder` records them), else from a new generator seeded `seed`.
+    """
+    rng = np.random.default_rng(seed) if rng is None else rng
     for split, count in (("train", train), ("val", val)):
         for i in range(count):
             image, labels = make_scene(imgsz, rng)
