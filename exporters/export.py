@@ -7,6 +7,7 @@ Every artifact gets a sidecar (see `metadata`). Engines always get `dynamic=True
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 import shutil
 from dataclasses import dataclass
@@ -14,7 +15,14 @@ from pathlib import Path
 
 from exporters.cache import file_digest
 from exporters.engine import require_tensorrt
-from exporters.input_size import check_imgsz_range, check_imgsz_stride, model_stride
+from exporters.input_size import (
+    check_imgsz_range,
+    check_imgsz_stride,
+    explain_imgsz,
+    model_stride,
+    resolve_imgsz,
+    stated_size,
+)
 from exporters.loading import load_backend, loadable_weights, torch_device
 from exporters.metadata import ExportMetadata, write_sidecar
 from exporters.progress import ExportProgress
@@ -34,7 +42,8 @@ class ExportRequest:
 
     weights: Path
     format: str
-    imgsz: int = 640
+    imgsz: int | None = None
+    """Input size; None: the size the weights were trained at (their train_args)."""
     batch: int = 8
     dynamic: bool = True
     half: bool = False
@@ -47,10 +56,25 @@ class ExportRequest:
     name: str = "emotion"
 
 
+def resolved(request: ExportRequest) -> ExportRequest:
+    """`request` checked, with its input size decided: the one asked for, else the weights' own (one warning when
+    the two differ)."""
+    _check_weights(request.weights)
+    with loadable_weights(request.weights) as weights:
+        backend = load_backend(weights, torch_device("cpu"))
+        stated = stated_size(backend, None)
+        imgsz = resolve_imgsz(request.imgsz, stated)
+        check_imgsz_range(imgsz, "--imgsz")
+        check_imgsz_stride(imgsz, model_stride(backend), "--imgsz")
+        explain_imgsz(request.imgsz, stated, request.weights, "--imgsz")
+    return dataclasses.replace(request, imgsz=imgsz)
+
+
 def export(request: ExportRequest, command: str = "") -> Path:
     """Run the export and write the sidecar; returns the artifact (file, folder or Triton repository).
 
     The exporter works on a checked private copy of the weights; what it writes moves into `out`."""
+    request = resolved(request) if request.imgsz is None else request  # the command line resolved it already
     _validate(request)
     out = (request.out or request.weights.parent).resolve()
     out.mkdir(parents=True, exist_ok=True)
@@ -73,12 +97,17 @@ def export(request: ExportRequest, command: str = "") -> Path:
     return artifact
 
 
+def _check_weights(weights: Path) -> None:
+    if not weights.is_file() or weights.suffix != ".pt":
+        raise ModelError(f"export needs trained .pt weights; not found or not .pt: {weights}")
+
+
 def _validate(request: ExportRequest) -> None:
     if request.format not in FORMATS:
         raise ConfigError(f"unknown format {request.format!r}: use one of {', '.join(FORMATS)}")
-    if not request.weights.is_file() or request.weights.suffix != ".pt":
-        raise ModelError(f"export needs trained .pt weights; not found or not .pt: {request.weights}")
-    check_imgsz_range(request.imgsz, "--imgsz")
+    _check_weights(request.weights)
+    if request.imgsz is not None:
+        check_imgsz_range(request.imgsz, "--imgsz")
     check_model_name(request.name)
     if request.int8 and request.calib is None:
         raise ConfigError("--int8 needs --calib DATA: a data.yaml whose training images calibrate the quantisation")

@@ -1,20 +1,33 @@
-"""The input size a model runs at: checked once, when the model is loaded, so that a size the
-model cannot take fails with one line instead of a traceback (or the OOM killer) mid-run.
+"""The input size a model runs at: by default the one it states, checked once when it is loaded.
+
+Unset (`model.imgsz: auto`), the size is the model's own: the sidecar of an emotion-stream
+export, the fixed input of an ONNX or OpenVINO export, an ultralytics export's metadata, or a
+`.pt` checkpoint's train_args (ultralytics' 640 where they name none), as `YOLO.predict` does.
+A size that differs from the model's runs, with one warning naming both: a model run at
+another size than it learned finds other faces, and says so confidently.
 
 imgsz must be at most MAX_IMGSZ, a multiple of the model's stride, the very size an export
 with a fixed input was made for, and the model must answer a probe at that size with
-detections: [batch, 4 + classes, boxes].
+detections: [batch, 4 + classes, boxes]; otherwise one line, not a traceback mid-run.
 """
 
 from __future__ import annotations
 
+import logging
+from dataclasses import dataclass
 from pathlib import Path
 
 import torch
 from ultralytics.nn.autobackend import AutoBackend, default_class_names
 
+from exporters.metadata import ExportMetadata
 from pipeline.core.config import MAX_IMGSZ
 from pipeline.core.errors import ConfigError, ModelError
+
+log = logging.getLogger(__name__)
+
+DEFAULT_IMGSZ = 640
+"""ultralytics' default input size: what a model that states none runs at."""
 
 MIN_STRIDE = 32
 """The largest stride of every ultralytics detector (P6 models: 64)."""
@@ -83,3 +96,47 @@ def check_model_input(backend: AutoBackend, weights: Path, imgsz: int, classes: 
     if not isinstance(output, torch.Tensor) or output.ndim != 3 or output.shape[1] != expected:
         raise ModelError(f"{weights} is not an ultralytics detector with {classes} classes: it answers {got}, "
                          f"a detector [batch, {expected}, boxes]")
+
+
+@dataclass(frozen=True)
+class StatedSize:
+    """The input size a model states about itself, and where it says so (None: it states none)."""
+
+    imgsz: int | None
+    origin: str
+
+
+def stated_size(backend: AutoBackend, sidecar: ExportMetadata | None) -> StatedSize:
+    """What the loaded model says its input size is (the long side of a rectangular one)."""
+    if sidecar is not None:
+        return StatedSize(sidecar.imgsz, "its export sidecar")
+    shape = fixed_input_shape(backend)
+    if shape and len(shape) == 4 and shape[2] and shape[3]:
+        return StatedSize(max(shape[2], shape[3]), "its fixed input shape")
+    if backend.format == "pt":
+        imgsz = (getattr(backend.model, "args", None) or {}).get("imgsz")
+        return StatedSize(_long_side(imgsz), "its train_args")
+    return StatedSize(_long_side(getattr(backend, "imgsz", None)), "its export metadata")
+
+
+def resolve_imgsz(requested: int | None, stated: StatedSize) -> int:
+    """The size to run at: `requested`, or the model's own when None (`DEFAULT_IMGSZ` when it states none)."""
+    return requested if requested is not None else stated.imgsz or DEFAULT_IMGSZ
+
+
+def explain_imgsz(requested: int | None, stated: StatedSize, weights: Path, name: str) -> None:
+    """Log where the size came from when it is not the model's own: a warning when `requested` differs from it."""
+    if requested is None and stated.imgsz is None:
+        log.info("%s states no input size: running at %d, ultralytics' default", weights.name, DEFAULT_IMGSZ)
+    elif requested is not None and stated.imgsz not in (None, requested):
+        log.warning("%s %d differs from the %d %s states (%s): a model run at another size than its own can find "
+                    "other faces with confidence; leave %s unset to run at %d", name, requested, stated.imgsz,
+                    weights.name, stated.origin, name, stated.imgsz)
+
+
+def _long_side(imgsz: object) -> int | None:
+    if isinstance(imgsz, int) and not isinstance(imgsz, bool):
+        return imgsz
+    if isinstance(imgsz, (list, tuple)) and imgsz and all(isinstance(side, int) for side in imgsz):
+        return max(imgsz)
+    return None

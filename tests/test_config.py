@@ -13,7 +13,7 @@ from pipeline.core.errors import ConfigError
 
 def test_shipped_config_loads_with_documented_defaults() -> None:
     config = load_config(DEFAULT_CONFIG)
-    assert config.model.imgsz == 640
+    assert config.model.imgsz == "auto"
     assert config.model.conf == 0.25
     assert config.redis.prefix == "emotion"
     assert config.batching.batch == 8

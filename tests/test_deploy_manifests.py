@@ -292,7 +292,7 @@ def test_gpu_image_is_nvidias_non_root_and_holds_no_weights():
     text = (DEPLOY / "gpu" / "Dockerfile").read_text()
     assert re.search(r"^FROM nvcr\.io/nvidia/(pytorch|tensorrt):\$\{NGC_PYTORCH_TAG\}$", text, re.MULTILINE)
     assert re.match(r"^\d{2}\.\d{2}-py3$", dockerfile_arg(DEPLOY / "gpu" / "Dockerfile", "NGC_PYTORCH_TAG"))
-    assert '".[gpu,cluster]"' in text
+    assert "-r /tmp/image-gpu.txt" in text and "extras: gpu cluster;" in (ROOT / "locks" / "image-gpu.txt").read_text()
     users = re.findall(r"^USER (\S+)$", text, re.MULTILINE)
     assert users and users[-1] not in {"root", "0"}
     assert not re.search(r"^HEALTHCHECK", text, re.MULTILINE)

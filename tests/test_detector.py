@@ -46,13 +46,17 @@ def test_batched_detection_matches_yolo_predict(weights: Path, imgsz: int, frame
     assert compared > len(frames), "the comparison needs faces to compare"
 
 
-def test_frames_of_different_sizes_in_one_batch(weights: Path, imgsz: int, frames: list) -> None:
+def test_frames_of_different_sizes_in_one_batch_each_get_their_own_letterbox(
+    weights: Path, imgsz: int, frames: list
+) -> None:
+    """Each frame as `YOLO.predict` sees it alone (its own rectangle), not padded to its batch-mates' square."""
     mixed = [frames[0], cv2.resize(frames[1], (320, 180)), cv2.resize(frames[2], (640, 480)), frames[3]]
     detector = EmotionDetector(weights, "cpu", DetectorSettings(imgsz=imgsz))
     ours = detector.detect(mixed)
-    reference = YOLO(str(weights)).predict(mixed, imgsz=imgsz, device="cpu", verbose=False, max_det=100, agnostic_nms=True)
-    for frame, (result, image) in enumerate(zip(reference, mixed)):
-        _assert_same_faces(ours, frame, result)
+    model = YOLO(str(weights))
+    for frame, image in enumerate(mixed):
+        [alone] = model.predict(image, imgsz=imgsz, device="cpu", verbose=False, max_det=100, agnostic_nms=True)
+        _assert_same_faces(ours, frame, alone)
         for x1, y1, x2, y2 in ours.xyxy[ours.rows(frame)]:
             assert 0 <= x1 < x2 <= image.shape[1] and 0 <= y1 < y2 <= image.shape[0]
     assert len(ours) >= len(mixed)

@@ -9,6 +9,7 @@ from __future__ import annotations
 import importlib.metadata
 import re
 import sys
+import sysconfig
 from pathlib import Path
 
 import pytest
@@ -89,7 +90,9 @@ def test_the_environment_make_built_holds_exactly_the_lock() -> None:
     if Path(sys.prefix).resolve() != (ROOT / ".venv").resolve():
         pytest.skip(f"not the environment `make` builds ({ROOT / '.venv'}): this one is {sys.prefix}")
     locked = locked_versions(LOCKS / "dev.txt")
-    installed = {canonicalize_name(dist.metadata["Name"]): dist.version for dist in importlib.metadata.distributions()}
+    site_packages = sysconfig.get_paths()["purelib"]  # not the copies vendored inside packages (setuptools')
+    installed = {canonicalize_name(dist.metadata["Name"]): dist.version
+                 for dist in importlib.metadata.distributions(path=[site_packages])}
     installed.pop(canonicalize_name(PROJECT["name"]))
     for tool in ("pip", "setuptools", "wheel"):  # the venv's own installer, unless the lock holds it
         if tool not in locked:

@@ -13,7 +13,7 @@ from ultralytics import YOLO
 from ultralytics.data.augment import LetterBox
 
 from pipeline.engine.detector import DetectorSettings, EmotionDetector, LetterboxPlace
-from pipeline.engine.preprocess import CpuLetterbox, DeviceLetterbox, normalise, plan_batch
+from pipeline.engine.preprocess import CpuLetterbox, DeviceLetterbox, normalise, plan_frames, shape_groups
 from pipeline.files.sources import VideoFileSource
 
 SHAPES = [(720, 1280), (1080, 1920), (96, 160), (333, 517), (640, 480), (100, 100), (41, 800)]
@@ -30,7 +30,7 @@ def _image(height: int, width: int, seed: int = 0) -> np.ndarray:
 @pytest.mark.parametrize("rect", [True, False])
 def test_cpu_letterbox_is_ultralytics_letterbox(shape: tuple[int, int], rect: bool) -> None:
     images = [_image(*shape, seed) for seed in range(2)]
-    plans = plan_batch([shape, shape], 640, 32, rect)
+    plans = plan_frames([shape, shape], 640, 32, rect)
     ours = CpuLetterbox()(images, plans)
     for image, mine in zip(images, ours):
         reference = LetterBox(640, auto=rect, stride=32)(image=image)
@@ -38,28 +38,33 @@ def test_cpu_letterbox_is_ultralytics_letterbox(shape: tuple[int, int], rect: bo
         assert np.array_equal(mine, reference)
 
 
-def test_mixed_sizes_share_the_square_input() -> None:
-    plans = plan_batch([(720, 1280), (480, 640)], 320, 32, rect=True)
-    assert {(p.out_h, p.out_w) for p in plans} == {(320, 320)}
+def test_each_frame_keeps_its_own_plan_whatever_shares_its_batch() -> None:
+    shapes = [(720, 1280), (480, 640), (720, 1280)]
+    plans = plan_frames(shapes, 320, 32, rect=True)
+    assert plans == [plan_frames([shape], 320, 32, rect=True)[0] for shape in shapes]
+    assert [(p.out_h, p.out_w) for p in plans] == [(192, 320), (256, 320), (192, 320)]
+    assert shape_groups(plans) == [[0, 2], [1]]
+    square = plan_frames(shapes, 320, 32, rect=False)  # a fixed-shape model or a CUDA graph: one square group
+    assert {(p.out_h, p.out_w) for p in square} == {(320, 320)} and shape_groups(square) == [[0, 1, 2]]
 
 
 @pytest.mark.parametrize("shape", SHAPES)
 def test_device_letterbox_matches_the_cpu_letterbox_within_rounding(shape: tuple[int, int]) -> None:
     images = [_image(*shape, seed) for seed in range(3)]
-    plans = plan_batch([shape] * 3, 640, 32, rect=True)
+    plans = plan_frames([shape] * 3, 640, 32, rect=True)
     reference = normalise(torch.from_numpy(CpuLetterbox()(images, plans)), half=False)
-    device = DeviceLetterbox(torch.device("cpu"), half=False)(images, plans).tensor
+    device = DeviceLetterbox(torch.device("cpu"), half=False)(images, plans, [0, 1, 2]).tensor
     assert device.shape == reference.shape and device.dtype == torch.float32
     difference = (device - reference).abs() * 255
     assert difference.max() <= 1.0 + 1e-3, "at most one grey level apart (OpenCV's fixed-point rounding)"
     assert difference.mean() <= 0.25, "and most pixels equal"
 
 
-def test_device_letterbox_of_a_mixed_batch_places_each_frame() -> None:
+def test_device_letterbox_of_frames_of_two_sizes_in_one_square_places_each_frame() -> None:
     images = [_image(720, 1280), _image(480, 640, 1), _image(720, 1280, 2)]
-    plans = plan_batch([image.shape[:2] for image in images], 320, 32, rect=True)
+    plans = plan_frames([image.shape[:2] for image in images], 320, 32, rect=False)
     reference = normalise(torch.from_numpy(CpuLetterbox()(images, plans)), half=False)
-    device = DeviceLetterbox(torch.device("cpu"), half=False)(images, plans).tensor
+    device = DeviceLetterbox(torch.device("cpu"), half=False)(images, plans, [0, 1, 2]).tensor
     assert ((device - reference).abs() * 255).max() <= 1.0 + 1e-3
 
 

@@ -45,12 +45,13 @@ def run_bench(
     source = VideoFileSource(video, max_frames=max_frames)
     info, frames = source.info, source.expected_frames
     source.close()
+    detectors = load_detectors(config.model, config.batching.batch)  # checks the weights and imgsz first
+    imgsz = detectors[0].settings.imgsz
     print(
         f"bench: {video} ({info.width}x{info.height}, {frames or '?'} frames), {config.model.weights} "
-        f"at imgsz {config.model.imgsz} on {config.model.device}, batch {config.batching.batch}"
+        f"at imgsz {imgsz} on {config.model.device}, batch {config.batching.batch}"
     )
-    detectors = load_detectors(config.model, config.batching.batch)  # checks the weights and imgsz first
-    reference = _time_yolo_predict(config, video, max_frames)
+    reference = _time_yolo_predict(config, video, max_frames, imgsz)
     print(f"  YOLO.predict(stream=True)  {reference.backend:<9} {reference.fps:8.2f} frames/s")
     ceiling = forward_ceiling(detectors, video, config.batching.batch)
     ours = _time_pipeline(config, video, max_frames, detectors)
@@ -68,7 +69,7 @@ def forward_ceiling(detectors: list[EmotionDetector], video: str | Path, batch: 
     images = (images * batch)[:batch]
     total = 0.0
     for detector in detectors:
-        model_input = detector.prepare(images)
+        [model_input] = detector.prepare(images)  # one video: one letterbox shape
         model_input.wait()
         with torch.inference_mode():
             detector.forward(model_input.tensor)  # warm-up (and CUDA graph capture or compilation)
@@ -87,11 +88,11 @@ def _synchronize(detector: EmotionDetector) -> None:
         torch.cuda.synchronize(detector.device)
 
 
-def _time_yolo_predict(config: PipelineConfig, video: str | Path, max_frames: int | None) -> Throughput:
+def _time_yolo_predict(config: PipelineConfig, video: str | Path, max_frames: int | None, imgsz: int) -> Throughput:
     from ultralytics import YOLO
 
     settings = dict(
-        imgsz=config.model.imgsz,
+        imgsz=imgsz,
         device=config.model.devices[0],
         conf=config.model.conf,
         iou=config.model.iou,
@@ -152,7 +153,7 @@ def run_live_bench(config: PipelineConfig, video: str | Path, streams: int, seco
     detectors = detectors or load_detectors(config.model, config.batching.batch)
     print(
         f"live bench: {streams} stream(s) of {video} paced at {fps:.0f} fps ({streams * fps:.0f} frames/s offered), "
-        f"{config.model.weights} at imgsz {config.model.imgsz} on {config.model.device}, {seconds:.0f}s"
+        f"{config.model.weights} at imgsz {detectors[0].settings.imgsz} on {config.model.device}, {seconds:.0f}s"
     )
     with LocalRedisServer() as private:
         config.redis.url = config.redis.url or private.url

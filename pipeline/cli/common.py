@@ -15,7 +15,9 @@ EXIT_INTERRUPTED = 130
 def model_flags(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--weights", help="model: .pt, .onnx, OpenVINO folder or .engine")
     parser.add_argument("--config", help="pipeline YAML (default: configs/pipeline.yaml)")
-    parser.add_argument("--imgsz", type=int, help="inference size in pixels (default 640)")
+    parser.add_argument("--imgsz", type=imgsz_flag, metavar="PIXELS|auto",
+                        help="inference size (default auto: the size the model states: a checkpoint's train_args, an "
+                             "export's sidecar, metadata or fixed input; 640 when it states none)")
     parser.add_argument("--batch", type=int, help="frames per forward pass (default 8)")
     parser.add_argument("--device", help="cpu, cuda:N, or several: cuda:0,cuda:1 (one engine lane each; default cpu)")
     parser.add_argument("--conf", type=float, help="minimum face score (default 0.25)")
@@ -29,6 +31,16 @@ def model_flags(parser: argparse.ArgumentParser) -> None:
                         help="FP16 for .pt weights (default auto: on CUDA)")
     parser.add_argument("--compile", choices=("off", "cudagraph", "compile"),
                         help="CUDA: replay CUDA graphs or torch.compile the model (default off)")
+
+
+def imgsz_flag(text: str) -> int | str:
+    """--imgsz: a number of pixels or auto."""
+    if text == "auto":
+        return text
+    try:
+        return int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a number of pixels or auto, got {text!r}") from None
 
 
 def model_overrides(args: argparse.Namespace) -> dict:

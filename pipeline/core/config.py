@@ -31,7 +31,8 @@ class ModelConfig:
     """Which model runs, where, and how its raw output is filtered."""
 
     weights: str | None = None
-    imgsz: int = 640
+    imgsz: int | str = "auto"
+    """Input size: auto (the model's own: its train_args, export sidecar or metadata, fixed input) or pixels."""
     device: str = "cpu"
     conf: float = 0.25
     iou: float = 0.7
@@ -59,9 +60,10 @@ class BatchingConfig:
     batch: int = 8
     queue_size: int = 64
     max_wait_ms: float = 25.0
-    """How long a partial batch waits for more frames before it runs anyway."""
+    """serve: how long a partial batch of live frames waits for more before it runs anyway (a file's batches are
+    always whole, but for its last)."""
     open_files: int = 4
-    """process: files decoded at the same time (their frames share batches)."""
+    """process: files decoded at the same time (each batch holds one file's frames)."""
 
 
 @dataclass
@@ -215,6 +217,8 @@ TRUE_FALSE_AUTO = {"model.half"}
 OFF_SWITCHES = {"model.compile"}
 """String keys where YAML's unquoted `off` (read as false) means "off"."""
 LISTS = {"model.device"}
+AUTO_INTS = {"model.imgsz"}
+"""Integer keys that also take "auto" (the model says)."""
 """String keys that also take a YAML list (joined with commas)."""
 POSITIVE = {
     "model.imgsz",
@@ -328,6 +332,10 @@ def _coerce(dotted: str, value: Any, type_name: str, origin: str) -> Any:
             return None
         raise ConfigError(f"{origin}: '{dotted}' must not be empty")
     base = type_name.replace("| None", "").strip()
+    if dotted in AUTO_INTS:
+        if value == "auto":
+            return value
+        base = "int"
     if dotted in TRUE_FALSE_AUTO and isinstance(value, bool):
         value = str(value).lower()
     if dotted in OFF_SWITCHES and value is False:

@@ -8,6 +8,7 @@ filled by a single device-to-host copy.
 
 from __future__ import annotations
 
+import dataclasses
 import functools
 import logging
 from dataclasses import dataclass
@@ -20,7 +21,15 @@ from ultralytics.nn.autobackend import AutoBackend
 from ultralytics.utils.nms import non_max_suppression
 
 from exporters.cache import file_digest
-from exporters.input_size import check_imgsz_range, check_imgsz_stride, check_model_input, model_stride
+from exporters.input_size import (
+    check_imgsz_range,
+    check_imgsz_stride,
+    check_model_input,
+    explain_imgsz,
+    model_stride,
+    resolve_imgsz,
+    stated_size,
+)
 from exporters.loading import load_backend, torch_device
 from exporters.metadata import read_sidecar
 from pipeline.engine.batch import Detections, FrameInfo
@@ -31,7 +40,8 @@ from pipeline.engine.preprocess import (
     LetterboxPlan,
     ModelInput,
     normalise,
-    plan_batch,
+    plan_frames,
+    shape_groups,
 )
 
 log = logging.getLogger(__name__)
@@ -52,7 +62,8 @@ class LetterboxPlace(str, Enum):
 class DetectorSettings:
     """How frames become model input and raw model output becomes faces."""
 
-    imgsz: int = 640
+    imgsz: int | None = None
+    """Input size; None: the model's own (see `exporters.input_size`)."""
     conf: float = 0.25
     iou: float = 0.7
     max_det: int = 100
@@ -80,8 +91,10 @@ class EmotionDetector:
         device: str = "cpu",
         settings: DetectorSettings | None = None,
         model_id: str | None = None,
+        explain_size: bool = True,
     ) -> None:
-        """`model_id` names the model in outputs; by default the weights' name and content hash."""
+        """`model_id` names the model in outputs; by default the weights' name and content hash. `explain_size`:
+        log when the input size is not the model's own (off for the second and later loads of one model)."""
         self.weights = Path(weights)
         self.settings = settings or DetectorSettings()
         self.device = torch_device(device)
@@ -94,9 +107,14 @@ class EmotionDetector:
         self.names: list[str] = [self.backend.names[i] for i in sorted(self.backend.names)]
         self.model_id = model_id or model_id_for(self.weights)
         self.stride = model_stride(self.backend)
+        self.stated_size = stated_size(self.backend, self.export_metadata)
+        requested = self.settings.imgsz
+        self.settings = dataclasses.replace(self.settings, imgsz=resolve_imgsz(requested, self.stated_size))
         check_imgsz_range(self.settings.imgsz, IMGSZ_NAME)
         check_imgsz_stride(self.settings.imgsz, self.stride, IMGSZ_NAME)
         check_model_input(self.backend, self.weights, self.settings.imgsz, len(self.names), IMGSZ_NAME)
+        if explain_size:
+            explain_imgsz(requested, self.stated_size, self.weights, IMGSZ_NAME)
         self.forward = ForwardPass(self.backend, self.device, self.settings.compile, self.settings.batch,
                                    self.settings.imgsz)
         dynamic = self.backend.format == "pt" or bool(getattr(self.backend, "dynamic", False))
@@ -124,42 +142,56 @@ class EmotionDetector:
         return (f"{self.format}{precision} on {self.device}, letterbox on {where}"
                 + (f", {self.forward.mode.value}" if self.forward.mode is not CompileMode.OFF else ""))
 
-    def prepare(self, images: list[np.ndarray]) -> ModelInput:
-        """Letterbox and normalise uint8 BGR frames into the model's input on its device."""
-        plans = plan_batch([image.shape[:2] for image in images], self.settings.imgsz, self.stride, self._rect_ok)
-        if self._device_letterbox is not None:
-            return self._device_letterbox(images, plans)
-        batch = torch.from_numpy(self._cpu_letterbox(images, plans)).to(self.device)
-        return ModelInput(normalise(batch, self.fp16), plans)
+    def prepare(self, images: list[np.ndarray]) -> list[ModelInput]:
+        """Letterbox and normalise uint8 BGR frames into the model's input on its device: one input per letterbox
+        shape, each frame in its own plan whatever else is in the batch."""
+        plans = plan_frames([image.shape[:2] for image in images], self.settings.imgsz, self.stride, self._rect_ok)
+        inputs = []
+        for positions in shape_groups(plans):
+            group, group_plans = [images[i] for i in positions], [plans[i] for i in positions]
+            if self._device_letterbox is not None:
+                inputs.append(self._device_letterbox(group, group_plans, positions))
+                continue
+            batch = torch.from_numpy(self._cpu_letterbox(group, group_plans)).to(self.device)
+            inputs.append(ModelInput(normalise(batch, self.fp16), group_plans, positions))
+        return inputs
 
-    def infer(self, model_input: ModelInput, frames: list[FrameInfo] | None = None) -> Detections:
-        """Forward pass and NMS; boxes in each frame's own pixels (`frames` give sizes that differ
-        from the prepared images, e.g. frames downscaled into shared memory)."""
-        plans = model_input.plans
-        frames = frames or [FrameInfo("", i, 0.0, 0.0, plan.width, plan.height) for i, plan in enumerate(plans)]
-        model_input.wait()
+    def infer(self, model_inputs: list[ModelInput], frames: list[FrameInfo] | None = None) -> Detections:
+        """Forward pass and NMS of each prepared input; boxes in each frame's own pixels (`frames` give sizes that
+        differ from the prepared images, e.g. frames downscaled into shared memory)."""
+        classes = len(self.names)
         with torch.inference_mode():
-            tensor = model_input.tensor
-            step = self.max_batch or len(tensor)
-            raw = torch.cat([self.forward(tensor[start : start + step]) for start in range(0, len(tensor), step)])
-            kept, indices = non_max_suppression(
-                raw,
-                self.settings.conf,
-                self.settings.iou,
-                agnostic=self.settings.agnostic_nms,
-                max_det=self.settings.max_det,
-                return_idxs=True,
-            )
-            classes = len(self.names)
-            counts = np.array([len(k) for k in kept], np.int64)
+            by_position: dict[int, tuple[LetterboxPlan, torch.Tensor]] = {}
+            for model_input in model_inputs:
+                by_position.update(zip(model_input.positions, zip(model_input.plans, self._faces(model_input))))
+            plans = [by_position[position][0] for position in range(len(by_position))]
+            faces = [by_position[position][1] for position in range(len(by_position))]
+            frames = frames or [FrameInfo("", i, 0.0, 0.0, plan.width, plan.height) for i, plan in enumerate(plans)]
+            counts = np.array([len(found) for found in faces], np.int64)
             if not counts.sum():
                 return Detections.empty(frames, classes)
-            rows = torch.cat([
-                torch.cat([k[:, :6].float(), raw[i, 4 : 4 + classes, idx.long()].T.float()], 1)
-                for i, (k, idx) in enumerate(zip(kept, indices)) if len(k)
-            ]).cpu().numpy()  # the batch's one device-to-host copy
+            rows = torch.cat([found for found in faces if len(found)]).cpu().numpy()  # the batch's one copy to the host
         _to_source_pixels(rows, counts, plans, frames)
         return Detections.from_rows(frames, counts, rows, classes)
+
+    def _faces(self, model_input: ModelInput) -> list[torch.Tensor]:
+        """Per frame of one prepared input: its kept faces as rows [x1, y1, x2, y2, score, class, class scores...]
+        in model-input pixels, on the device."""
+        model_input.wait()
+        tensor = model_input.tensor
+        step = self.max_batch or len(tensor)
+        raw = torch.cat([self.forward(tensor[start : start + step]) for start in range(0, len(tensor), step)])
+        kept, indices = non_max_suppression(
+            raw,
+            self.settings.conf,
+            self.settings.iou,
+            agnostic=self.settings.agnostic_nms,
+            max_det=self.settings.max_det,
+            return_idxs=True,
+        )
+        classes = len(self.names)
+        return [torch.cat([k[:, :6].float(), raw[i, 4 : 4 + classes, idx.long()].T.float()], 1)
+                for i, (k, idx) in enumerate(zip(kept, indices))]
 
     def detect(self, images: list[np.ndarray], frames: list[FrameInfo] | None = None) -> Detections:
         """`prepare` then `infer`: the faces of uint8 BGR images."""

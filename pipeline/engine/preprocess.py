@@ -2,7 +2,10 @@
 
 The geometry is ultralytics' `LetterBox` rule for rule (scale to fit, pad with 114 to the
 stride in rect mode or to a square, centred), so boxes map back exactly as in
-`YOLO.predict`. Two implementations share it:
+`YOLO.predict`. Each frame gets its own plan, whatever shares its batch: its own rectangle
+where the model takes any shape (as `YOLO.predict` runs one video), else the square `imgsz`;
+frames of different shapes go through the model as separate groups, never padded to each
+other. Two implementations share the geometry:
 
 - `CpuLetterbox`: OpenCV's resize per frame, written straight into one batch array (the
   pixels ultralytics' `LetterBox` makes, without a per-frame padded copy and `np.stack`).
@@ -56,20 +59,29 @@ def plan_letterbox(height: int, width: int, imgsz: int, stride: int, auto: bool)
     return LetterboxPlan(height, width, new_h, new_w, top, left, new_h + top + bottom, new_w + left + right)
 
 
-def plan_batch(shapes: list[tuple[int, int]], imgsz: int, stride: int, rect: bool) -> list[LetterboxPlan]:
-    """Plans for a batch: minimal (rect) padding when every frame has the same size and the model
-    takes any shape, else the square `imgsz` (as `YOLO.predict` batches mixed sizes)."""
-    auto = rect and len(set(shapes)) == 1
-    return [plan_letterbox(height, width, imgsz, stride, auto) for height, width in shapes]
+def plan_frames(shapes: list[tuple[int, int]], imgsz: int, stride: int, rect: bool) -> list[LetterboxPlan]:
+    """Each frame's own plan: its minimal (rect) rectangle when the model takes any shape, else the square `imgsz`.
+    A plan depends on its frame alone, never on the other frames of the batch."""
+    return [plan_letterbox(height, width, imgsz, stride, rect) for height, width in shapes]
+
+
+def shape_groups(plans: list[LetterboxPlan]) -> list[list[int]]:
+    """The positions of the frames of each letterbox shape, in order of first appearance: one forward pass each."""
+    groups: dict[tuple[int, int], list[int]] = {}
+    for position, plan in enumerate(plans):
+        groups.setdefault((plan.out_h, plan.out_w), []).append(position)
+    return list(groups.values())
 
 
 @dataclass
 class ModelInput:
-    """A batch ready for the forward pass, and where each frame sits in it."""
+    """Frames of one letterbox shape ready for the forward pass, and where each sits in it and in its batch."""
 
     tensor: torch.Tensor
     """NCHW RGB in [0, 1] on the model's device."""
     plans: list[LetterboxPlan]
+    positions: list[int]
+    """Each frame's position in the batch it came in."""
     ready: torch.cuda.Event | None = field(default=None, repr=False)
     """On CUDA: recorded on the side stream once upload and letterbox are done."""
 
@@ -85,7 +97,7 @@ class CpuLetterbox:
     """Letterboxes frames on the CPU into one uint8 NHWC batch, exactly as ultralytics does."""
 
     def __call__(self, images: list[np.ndarray], plans: list[LetterboxPlan]) -> np.ndarray:
-        """One [batch, out_h, out_w, 3] uint8 array, BGR like the frames."""
+        """One [batch, out_h, out_w, 3] uint8 array, BGR like the frames (plans of one shape)."""
         first = plans[0]
         batch = np.empty((len(images), first.out_h, first.out_w, 3), np.uint8)
         for slot, (image, plan) in zip(batch, zip(images, plans)):
@@ -118,8 +130,9 @@ class DeviceLetterbox:
         self.stream = torch.cuda.Stream(device) if self.cuda else None
         self._pinned: dict[tuple[int, ...], list[tuple[torch.Tensor, torch.cuda.Event | None]]] = {}
 
-    def __call__(self, images: list[np.ndarray], plans: list[LetterboxPlan]) -> ModelInput:
-        """The normalised NCHW input; on CUDA, usable once its `wait()` was called."""
+    def __call__(self, images: list[np.ndarray], plans: list[LetterboxPlan], positions: list[int]) -> ModelInput:
+        """The normalised NCHW input of frames of one letterbox shape; on CUDA, usable once its `wait()` was
+        called."""
         first = plans[0]
         dtype = torch.float16 if self.half else torch.float32
         context = torch.cuda.stream(self.stream) if self.cuda else nullcontext()
@@ -137,7 +150,7 @@ class DeviceLetterbox:
             if self.cuda:
                 ready = torch.cuda.Event()
                 ready.record(self.stream)
-        return ModelInput(out, plans, ready)
+        return ModelInput(out, plans, positions, ready)
 
     def _upload(self, images: list[np.ndarray]) -> torch.Tensor:
         """[n, 3, h, w] float32 on the device from uint8 HWC frames of one size."""

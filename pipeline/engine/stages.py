@@ -83,7 +83,7 @@ class _Batch:
     number: int
     entries: list[Entry]
     frames: list[Frame] = field(default_factory=list)
-    model_input: ModelInput | None = None
+    model_inputs: list[ModelInput] | None = None
     detections: Detections | None = None
 
 
@@ -196,7 +196,7 @@ class Engine:
             if batch.frames:
                 with self.times.busy(Stage.PREPROCESS):
                     try:
-                        batch.model_input = detector.prepare([frame.image for frame in batch.frames])
+                        batch.model_inputs = detector.prepare([frame.image for frame in batch.frames])
                     finally:
                         self.feed.release(batch.frames)
             self._put(self._to_inference[lane], batch)
@@ -206,10 +206,10 @@ class Engine:
         detector = self.detectors[lane]
         while (batch := self._get(self._to_inference[lane])) is not _END:
             infos = [_info(frame) for frame in batch.frames]
-            if batch.model_input is not None:
+            if batch.model_inputs is not None:
                 with self.times.busy(Stage.INFERENCE):
-                    batch.detections = detector.infer(batch.model_input, infos)
-                batch.model_input = None
+                    batch.detections = detector.infer(batch.model_inputs, infos)
+                batch.model_inputs = None
             else:
                 batch.detections = Detections.empty(infos, len(self.names))
             self._room[lane].release()

@@ -1,10 +1,15 @@
-"""The engine's feed for recorded files: several files decoded at once, batches across them.
+"""The engine's feed for recorded files: several files decoded at once, each batch of one file.
 
 Files are opened when their turn comes. Up to `open_files` are decoded at the same time,
 each on its own thread (PyAV releases
 the GIL while decoding; a long file may also decode in segment processes, see `segments`).
 Their frames meet in one bounded queue, so decoders wait when inference is behind: files
-never drop frames. A file's status travels in the same queue, in order with its frames:
+never drop frames. A batch holds one file's frames, cut every `max_frames` of them from its
+first (the last batch of a file may be short): so what a frame shares its forward pass with
+depends only on its file and the batch size, never on the other files of the job or on
+timing, and a file's faces are the same alone, in any job, on any node and after a resume
+(PyTorch's CPU kernels, for one, round a frame's scores differently in batches of other
+sizes). A file's status travels in the same queue, in order with its frames:
 `live` before its first frame, `ended` (with the damaged packets that were skipped, if any)
 or `failed` (with the reason, when the file is cut short) after its last; `interrupted` after
 the last frame decoded when the feed is stopped.
@@ -16,7 +21,7 @@ import logging
 import queue
 import threading
 from collections.abc import Callable, Iterator
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Protocol
 
@@ -28,6 +33,8 @@ from pipeline.files.sources import PacketDamage
 log = logging.getLogger(__name__)
 
 _POLL_S = 0.1
+_LAST_STATES = (SourceState.ENDED, SourceState.FAILED, SourceState.INTERRUPTED)
+"""A file's statuses after which nothing of it follows."""
 
 
 class FrameSource(Protocol):
@@ -70,18 +77,42 @@ class _Done:
     """A decoder thread has no more files."""
 
 
+@dataclass
+class _Pending:
+    """One file's entries taken from the queue, not yet in a batch: fewer than a batch of frames, and its status
+    changes in order with them."""
+
+    entries: list[Entry] = field(default_factory=list)
+    frames: int = 0
+    finished: bool = False
+    """Its last status (ended, failed or interrupted) is among the entries: nothing follows."""
+
+    def ready(self, max_frames: int) -> bool:
+        return self.frames >= max_frames or (self.finished and bool(self.entries))
+
+    def take(self, max_frames: int) -> list[Entry]:
+        """The entries up to the batch's last frame, and the statuses after it when no frame follows them."""
+        taken, frames = 0, 0
+        while taken < len(self.entries) and not (frames == max_frames and self.frames > max_frames):
+            frames += isinstance(self.entries[taken], Frame)
+            taken += 1
+        batch, self.entries = self.entries[:taken], self.entries[taken:]
+        self.frames -= frames
+        return batch
+
+
 class FileFeed:
     """Frames and statuses of many files for the engine (`FrameFeed`)."""
 
     def __init__(self, jobs: list[FileJob], open_files: int = 4, queue_size: int = 64,
-                 max_wait_s: float = 0.025, on_open: Callable[[FrameSource], None] | None = None) -> None:
+                 on_open: Callable[[FrameSource], None] | None = None) -> None:
         """`on_open` is called (on a decoder thread) with each file that opened."""
-        self.max_wait_s = max_wait_s
         self.on_open = on_open
         self._jobs: queue.Queue[FileJob] = queue.Queue()
         for job in jobs:
             self._jobs.put(job)
         self._queue: queue.Queue[Entry | _Done] = queue.Queue(maxsize=max(1, queue_size))
+        self._pending: dict[str, _Pending] = {}
         self._stop = threading.Event()
         self._failed: set[str] = set()
         self._workers = [
@@ -93,24 +124,30 @@ class FileFeed:
             worker.start()
 
     def next_batch(self, max_frames: int) -> list[Entry] | None:
-        """Up to `max_frames` frames and the statuses between them; None when every file is done."""
-        entries: list[Entry] = []
-        frames = 0
-        timeout = _POLL_S
-        while frames < max_frames and self._running:
+        """The next `max_frames` frames of one file (fewer at its end) and its statuses between them; [] when none
+        is ready for a moment; None when every file is done."""
+        while True:
+            ready = next((source_id for source_id, pending in self._pending.items() if pending.ready(max_frames)),
+                         None)
+            if ready is not None:
+                pending = self._pending[ready]
+                batch = pending.take(max_frames)
+                if not pending.entries:
+                    del self._pending[ready]
+                return batch
+            if not self._running:
+                return None
             try:
-                item = self._queue.get(timeout=timeout)
+                item = self._queue.get(timeout=_POLL_S)
             except queue.Empty:
-                break
+                return []
             if isinstance(item, _Done):
                 self._running -= 1
                 continue
-            entries.append(item)
-            frames += isinstance(item, Frame)
-            timeout = self.max_wait_s
-        if not entries and not self._running:
-            return None
-        return entries
+            pending = self._pending.setdefault(item.source_id, _Pending())
+            pending.entries.append(item)
+            pending.frames += isinstance(item, Frame)
+            pending.finished |= isinstance(item, StatusChange) and item.state in _LAST_STATES
 
     def release(self, frames: list[Frame]) -> None:
         """Nothing to give back: file frames own their images."""

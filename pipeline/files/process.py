@@ -207,8 +207,7 @@ def _run(
             bar.total += source.expected_frames
             bar.refresh()
 
-    feed = FileFeed(jobs, config.batching.open_files, config.batching.queue_size, config.batching.max_wait_ms / 1000,
-                    on_open=count_in)
+    feed = FileFeed(jobs, config.batching.open_files, config.batching.queue_size, on_open=count_in)
     times = StageTimes()
 
     def written(_source: str, frames: int) -> None:
