@@ -16,8 +16,10 @@ import pytest
 import redis
 
 from pipeline.core.config import PipelineConfig, SourceSpec
+from pipeline.core.contract import RedisKeys
 from pipeline.live.serve import serve
 from pipeline.sinks.redis_server import LocalRedisServer, free_port
+from tests.contract import assert_same_records, file_records, redis_records
 from tests.rtsp import RtspServer
 from tests.videos import ffprobe_decoded_frames, gradient_frames, truncate, write_video
 
@@ -122,6 +124,11 @@ def test_redis_killed_and_restarted_every_frame_lands_exactly_once(
             stored = [int(fields["frame"]) for _id, fields in client.xrange(f"emotion:frames:{source}")]
             assert stored == processed, f"{source}: Redis must hold every processed frame exactly once"
             assert len(processed) > 60
+            # the records replayed from the spill are the contract's, the same as the files'
+            frames, events, _status = redis_records(redis.Redis.from_url(store.url), RedisKeys(), source)
+            file_frames, file_events = file_records(tmp_path / source)
+            assert_same_records(frames, file_frames)
+            assert_same_records([event for event in events if event["type"] != "source_status"], file_events, ())
 
 
 def test_unreachable_uri_and_wrong_credentials_fail_clearly_without_disturbing_others(

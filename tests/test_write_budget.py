@@ -13,7 +13,7 @@ from pipeline.sinks.write_budget import EMOTIONS, main, measure, two_faces
 
 def test_the_entries_are_what_the_sink_writes_for_two_faces() -> None:
     payload = two_faces(FrameInfo("cam", 3, 0.1, 1_700_000_000.0, 1280, 720))
-    entry = parse_frame("100-0", frame_fields(payload, "model-1234abcd"))
+    entry = parse_frame("100-0", frame_fields(payload, "model-1234abcd"), "emotion:frames:cam1")
     assert len(entry.faces) == 2 and all(list(face["scores"]) == list(EMOTIONS) for face in entry.faces)
     assert json.loads(payload.faces_json) == entry.faces
 

@@ -140,7 +140,8 @@ def _config(url: str, out: Path, weights: Path, imgsz: int) -> PipelineConfig:
 
 def _timeline_from_redis(url: str, keys: RedisKeys) -> list[list[tuple[tuple[float, ...], str]]]:
     client = redis.Redis.from_url(url)
-    entries = [parse_frame(entry_id, fields) for entry_id, fields in client.xrange(keys.frames(DEMO_SOURCE))]
+    stream = keys.frames(DEMO_SOURCE)
+    entries = [parse_frame(entry_id, fields, stream) for entry_id, fields in client.xrange(stream)]
     client.close()
     by_frame = {entry.frame: [(tuple(f["box"]), f["emotion"]) for f in entry.faces] for entry in entries}
     return [by_frame.get(i, []) for i in range(max(by_frame, default=-1) + 1)]

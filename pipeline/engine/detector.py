@@ -190,7 +190,8 @@ class EmotionDetector:
             return_idxs=True,
         )
         classes = len(self.names)
-        return [torch.cat([k[:, :6].float(), raw[i, 4 : 4 + classes, idx.long()].T.float()], 1)
+        return [torch.cat([k[:, :6].float(), raw[i, 4 : 4 + classes, idx.long()].T.float()], 1) if len(k)
+                else raw.new_zeros((0, 6 + classes), dtype=torch.float32)
                 for i, (k, idx) in enumerate(zip(kept, indices))]
 
     def detect(self, images: list[np.ndarray], frames: list[FrameInfo] | None = None) -> Detections:

@@ -33,11 +33,6 @@ class FaceEvent:
     wall_time: float
     fields: dict
 
-    def to_json(self) -> dict:
-        """The event as published on the pub/sub channel."""
-        return {"type": self.type, "source": self.source_id, "pts": round(self.pts, 3),
-                "ts": int(self.wall_time * 1000), **self.fields}
-
 
 class _FaceView:
     """One row of a `Detections`, read the way the temporal model needs it."""

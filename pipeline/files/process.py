@@ -19,6 +19,7 @@ from pathlib import Path
 from tqdm import tqdm
 
 from pipeline.core.config import PipelineConfig
+from pipeline.core.contract import RedisKeys
 from pipeline.core.errors import ConfigError
 from pipeline.core.fleet_member import FleetMember
 from pipeline.core.shutdown import StopSignals
@@ -268,7 +269,7 @@ def _output(
     report: RunReport,
 ) -> SourceOutput:
     analytics = SourceAnalytics(job.source_id, detector.names, config.tracking, config.events, 1 / 30)
-    files = FileSink(report.output_dir, detector.names, detector.model_id)
+    files = FileSink(report.output_dir, detector.names, detector.model_id, RedisKeys.of(config.redis).schema)
     redis_sink = redis_run.sink(config, job, detector.model_id) if redis_run is not None else None
     return SourceOutput(job.source_id, detector.names, analytics, files, redis_sink)
 

@@ -69,7 +69,8 @@ class CameraStatuses:
             holder = Holder.parse(self.client.get(self.keys.claim(camera.id)))
             if holder is not None and holder.job != self.job:
                 return
-            status = {"state": SourceState.FAILED.value, "reason": mask_uri(reason), "fps": 0.0, "frames": frames,
+            status = {"v": self.keys.schema, "source": camera.id, "state": SourceState.FAILED.value,
+                      "reason": mask_uri(reason), "fps": 0.0, "frames": frames,
                       "dropped": 0, "damaged_packets": 0, "reconnects": 0, "uri": mask_uri(camera.uri)}
             self.client.hset(self.keys.sources, camera.id, json.dumps(status))
         except redis.RedisError as exc:

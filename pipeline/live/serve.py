@@ -210,13 +210,15 @@ def _close(supervisor: DecoderSupervisor, watchdog: Watchdog, outputs: dict[str,
 def _output(config: PipelineConfig, spec: SourceSpec, live: bool, detector: EmotionDetector,
             writer: RedisWriter | None, metrics: PipelineMetrics, node: str | None) -> SourceOutput:
     analytics = SourceAnalytics(spec.id, detector.names, config.tracking, config.events, spec.stride / 30.0)
-    files = FileSink(output_folder(config.output.dir, spec.id), detector.names, detector.model_id) if config.output.files else None
+    keys = RedisKeys.of(config.redis)
+    files = (FileSink(output_folder(config.output.dir, spec.id), detector.names, detector.model_id, keys.schema)
+             if config.output.files else None)
     redis_sink = None
     if writer is not None:
-        redis_sink = RedisSink(writer, spec.id, detector.model_id, RedisKeys.of(config.redis), config.redis.maxlen,
-                               spec.uri, live=live, node=node)
+        redis_sink = RedisSink(writer, spec.id, detector.model_id, keys, config.redis.maxlen, spec.uri, live=live,
+                               node=node)
     return SourceOutput(spec.id, detector.names, analytics, files, redis_sink,
-                        on_status=lambda change: metrics.state(change.source_id, change.state.value))
+                        on_status=lambda change: metrics.state(change.source_id, change.state.value), live=live)
 
 
 def _claim_sources(config: PipelineConfig, member: FleetMember | None) -> tuple[SourceClaims | None, dict[str, str]]:

@@ -56,22 +56,22 @@ class FrameEntry:
     """One decoded `emotion:frames:{source}` entry."""
 
     entry_id: str
+    version: str
+    source: str
     frame: int
     pts: float
     ts: int
+    lat: int | None
+    """None in entries of writers before `lat` was part of every frame record."""
     faces: list[dict]
     model: str
 
     def to_json(self) -> dict:
-        """The entry as JSON, faces parsed."""
-        return {
-            "id": self.entry_id,
-            "frame": self.frame,
-            "pts": self.pts,
-            "ts": self.ts,
-            "faces": self.faces,
-            "model": self.model,
-        }
+        """The frame record (pipeline/core/schemas/frame.schema.json), the same object as a timeline.jsonl line."""
+        record = {"v": self.version, "source": self.source, "frame": self.frame, "pts": self.pts, "ts": self.ts}
+        if self.lat is not None:
+            record["lat"] = self.lat
+        return record | {"faces": self.faces, "model": self.model}
 
     def format(self) -> str:
         """One human-readable line."""
@@ -79,31 +79,35 @@ class FrameEntry:
         return f"{self.pts:9.3f}s  frame {self.frame:>6}  {len(self.faces)} face(s): {faces}"
 
 
-def parse_frame(entry_id: bytes | str, fields: dict) -> FrameEntry:
-    """Decode a raw XREAD/XRANGE entry of a frames stream."""
+def parse_frame(entry_id: bytes | str, fields: dict, stream: str) -> FrameEntry:
+    """Decode a raw XREAD/XRANGE entry of the frames stream `stream` (the source is the id in its key)."""
     text = _text_fields(fields)
-    _check_version(text)
+    version = _check_version(text)
     frame = _checked("frame", FieldKind.INTEGER, _json("frame", _required(text, "frame")))
     if frame < 0:
         raise MalformedEntry(f"frame is negative: {frame}")
     return FrameEntry(
         entry_id=text_of(entry_id),
+        version=version,
+        source=RedisKeys.source_of(stream),
         frame=frame,
         pts=_checked("pts", FieldKind.NUMBER, _json("pts", _required(text, "pts"))),
         ts=_checked("ts", FieldKind.INTEGER, _json("ts", _required(text, "ts"))),
+        lat=_checked("lat", FieldKind.INTEGER, _json("lat", text["lat"])) if "lat" in text else None,
         faces=_faces(_json("faces", _required(text, "faces"))),
         model=_required(text, "model"),
     )
 
 
-def parse_event(fields: dict, stream: str) -> dict:
-    """An events-stream entry as JSON: numbers and lists decoded, the source named after `stream`."""
+def parse_event(entry_id: bytes | str, fields: dict, stream: str) -> dict:
+    """An events-stream entry as the event record: numbers and lists decoded, the source named after `stream`,
+    `event_id` the entry's id."""
     text = _text_fields(fields)
     version = _check_version(text)
     kind = _required(text, "type")
     if not kind:
         raise MalformedEntry("type is empty")
-    event: dict = {"v": version, "type": kind,
+    event: dict = {"v": version, "event_id": text_of(entry_id), "type": kind,
                    "ts": _checked("ts", FieldKind.INTEGER, _json("ts", _required(text, "ts"))),
                    "pts": _checked("pts", FieldKind.NUMBER, _json("pts", _required(text, "pts")))}
     known = EVENT_FIELDS.get(kind, {})

@@ -1,16 +1,18 @@
-"""File sink: the timeline as JSONL (one line per frame) and CSV (one row per face per frame)."""
+"""File sink: the timeline as JSONL (one frame record a line) and CSV (one row per face per frame), the events as
+JSONL (one event record a line): the records of the contract (pipeline/core/schemas/), as Redis holds them."""
 
 from __future__ import annotations
 
 import contextlib
 import csv
 import json
+import time
 from pathlib import Path
 from typing import TextIO
 
+from pipeline.core.contract import SCHEMA_VERSION
 from pipeline.core.errors import SinkError
-from pipeline.faces.events import FaceEvent
-from pipeline.sinks.payload import FramePayload
+from pipeline.sinks.payload import EventRecord, FramePayload, frame_line
 
 
 class FileSink:
@@ -21,10 +23,12 @@ class FileSink:
     keeps every batch written so far.
     """
 
-    def __init__(self, folder: str | Path, class_names: list[str], model_id: str) -> None:
+    def __init__(self, folder: str | Path, class_names: list[str], model_id: str, version: str = SCHEMA_VERSION) -> None:
+        """`version`: the contract version the records carry (`redis.contract`'s, as in Redis)."""
         self.folder = Path(folder)
         self.class_names = class_names
         self.model_id = model_id
+        self.version = version
         self._jsonl: TextIO | None = None
         self._created = False
 
@@ -67,12 +71,12 @@ class FileSink:
         if not payloads:
             return
         self.open()
-        model = json.dumps(self.model_id)
+        now = time.time()
         for payload in payloads:
             frame = payload.frame
             pts, ts = round(frame.pts, 3), int(frame.wall_time * 1000)
-            self._jsonl.write(f'{{"source":{json.dumps(frame.source_id)},"frame":{frame.index},"pts":{pts},'
-                              f'"ts":{ts},"faces":{payload.faces_json},"model":{model}}}\n')
+            self._jsonl.write(frame_line(payload, self.model_id, self.version, int((now - frame.wall_time) * 1000))
+                              + "\n")
             for number, face in enumerate(payload.faces):
                 self._csv.writerow(
                     [frame.source_id, frame.index, pts, ts, number, face["id"]]
@@ -83,13 +87,14 @@ class FileSink:
         self._jsonl.flush()
         self._csv_file.flush()
 
-    def write_events(self, events: list[FaceEvent]) -> None:
-        """Append events to events.jsonl (created on the first event)."""
+    def write_events(self, events: list[EventRecord]) -> None:
+        """Append face events to events.jsonl (created on the first event)."""
         if not events:
             return
         self.open()
         with open(self.folder / "events.jsonl", "a", encoding="utf-8") as handle:
-            handle.writelines(json.dumps(event.to_json(), separators=(",", ":")) + "\n" for event in events)
+            handle.writelines(json.dumps(record.to_json(self.version), separators=(",", ":")) + "\n"
+                              for record in events)
 
     def close(self) -> None:
         """Close both files (a later write reopens them to append)."""

@@ -1,4 +1,11 @@
-"""Frames as the Redis contract encodes them, made from a batch's arrays once for every sink."""
+"""The contract's records, made once for every sink: frames from a batch's arrays, events with their ids.
+
+One record, one shape (pipeline/core/schemas/): a frame or an event is the same JSON object in
+timeline.jsonl and events.jsonl, in `subscribe --json` and on the pub/sub channel. A Redis
+stream entry holds the same record flat, by one rule: a field holds the record's value of the
+same name, the text as it is where the schema types it as a string, its JSON text otherwise;
+`source` is the id in the key and an event's `event_id` the entry's id.
+"""
 
 from __future__ import annotations
 
@@ -9,6 +16,7 @@ import numpy as np
 
 from pipeline.core.contract import SCHEMA_VERSION
 from pipeline.engine.batch import UNTRACKED, Detections, FrameInfo
+from pipeline.faces.events import FaceEvent
 
 
 @dataclass(frozen=True)
@@ -43,8 +51,16 @@ def frame_payloads(detections: Detections, names: list[str]) -> list[FramePayloa
     return payloads
 
 
+def frame_line(payload: FramePayload, model_id: str, version: str, lat_ms: int) -> str:
+    """The frame record as one line of JSON (its faces' JSON made once, shared with Redis)."""
+    frame = payload.frame
+    return (f'{{"v":{json.dumps(version)},"source":{json.dumps(frame.source_id)},"frame":{frame.index},'
+            f'"pts":{round(frame.pts, 3)},"ts":{int(frame.wall_time * 1000)},"lat":{lat_ms},'
+            f'"faces":{payload.faces_json},"model":{json.dumps(model_id)}}}')
+
+
 def frame_fields(payload: FramePayload, model_id: str, version: str = SCHEMA_VERSION) -> dict[str, str]:
-    """The fields of one frames-stream entry of contract `version`."""
+    """The fields of one frames-stream entry of contract `version` (the writer adds `lat` as it sends them)."""
     frame = payload.frame
     return {
         "v": version,
@@ -54,3 +70,24 @@ def frame_fields(payload: FramePayload, model_id: str, version: str = SCHEMA_VER
         "faces": payload.faces_json,
         "model": model_id,
     }
+
+
+@dataclass(frozen=True)
+class EventRecord:
+    """An event with its id in its source's events stream (`<ms>-<seq>`), given once for every sink."""
+
+    event_id: str
+    event: FaceEvent
+
+    def to_json(self, version: str) -> dict:
+        """The event record."""
+        event = self.event
+        return {"v": version, "event_id": self.event_id, "type": event.type, "source": event.source_id,
+                "ts": int(event.wall_time * 1000), "pts": round(event.pts, 3), **event.fields}
+
+
+def event_fields(record: EventRecord, version: str) -> dict[str, str]:
+    """The fields of the record's events-stream entry (not `source` and `event_id`: the key and the entry id)."""
+    event = record.event
+    fields = {"v": version, "type": event.type, "ts": str(int(event.wall_time * 1000)), "pts": f"{event.pts:.3f}"}
+    return fields | {key: value if isinstance(value, str) else json.dumps(value) for key, value in event.fields.items()}

@@ -20,8 +20,7 @@ from pipeline.core.errors import ConfigError, SinkError
 from pipeline.core.states import SourceState
 from pipeline.core.uris import mask_uri
 from pipeline.engine.batch import FrameInfo
-from pipeline.faces.events import FaceEvent
-from pipeline.sinks.payload import FramePayload, frame_fields
+from pipeline.sinks.payload import EventRecord, FramePayload, event_fields, frame_fields
 from pipeline.sinks.redis_client import Client, open_client
 from pipeline.sinks.redis_resume import ResumePoint, parse_stream_id
 from pipeline.sinks.redis_writer import Command, RedisWriter
@@ -123,7 +122,6 @@ class RedisSink:
         self.reconnects = 0
         self.state = SourceState.CONNECTING
         self._frame_ids = StreamIdAllocator()
-        self._event_ids = StreamIdAllocator()
         self._started = time.time()
         self._last: FrameInfo | None = None
         self._adding = resume is None
@@ -150,12 +148,10 @@ class RedisSink:
             commands.append(["hset", self.keys.sources, self.source_id, json.dumps(self._status())])
         self.writer.submit(commands)
 
-    def status(self, state: SourceState, reason: str = "") -> None:
-        """Record a state change: the status hash, a source_status event, and its pub/sub message."""
+    def status(self, state: SourceState, reason: str, event: EventRecord) -> None:
+        """Record a state change: the status hash, its source_status `event` and the event's pub/sub message."""
         self.state = state
-        now = time.time()
-        pts = self._last.pts if self._last else 0.0
-        event = self._event_commands("source_status", pts, now, {"state": state.value, "reason": mask_uri(reason)})
+        event = self._event_commands(event)
         if self._adding:
             self.writer.submit([["hset", self.keys.sources, self.source_id, json.dumps(self._status(reason))], *event])
 
@@ -165,30 +161,28 @@ class RedisSink:
         self.state = SourceState.FAILED
         self.writer.submit([["hset", self.keys.sources, self.source_id, json.dumps(self._status(reason))]])
 
-    def events(self, events: list[FaceEvent]) -> None:
+    def events(self, events: list[EventRecord]) -> None:
         """Queue face events: each to the events stream and the pub/sub channel."""
         commands: list[Command] = []
         for event in events:
-            commands += self._event_commands(event.type, event.pts, event.wall_time, event.fields)
+            commands += self._event_commands(event)
         self.writer.submit(commands)
 
-    def _event_commands(self, kind: str, pts: float, wall_time: float, fields: dict) -> list[Command]:
-        """XADD (id from pts for files, wall time for live sources, so re-runs add nothing) and PUBLISH;
-        none for an event an earlier run of the same record wrote."""
-        entry_id = self._event_ids.next(int(round((wall_time if self.live else pts) * 1000)))
-        if self.resume and parse_stream_id(entry_id) <= self.resume.events_after:
+    def _event_commands(self, record: EventRecord) -> list[Command]:
+        """XADD under the record's id and PUBLISH of the record; none for an event an earlier run of the same
+        record wrote."""
+        if self.resume and parse_stream_id(record.event_id) <= self.resume.events_after:
             return []
         self._adding = True
-        entry = {"v": self.keys.schema, "type": kind, "ts": str(int(wall_time * 1000)), "pts": f"{pts:.3f}"}
-        entry |= {key: value if isinstance(value, str) else json.dumps(value) for key, value in fields.items()}
-        message = {"v": self.keys.schema, "type": kind, "source": self.source_id, "ts": int(wall_time * 1000),
-                   "pts": round(pts, 3), **fields}
-        return [["xadd", self.keys.events(self.source_id), entry_id, entry, self.maxlen, None],
-                ["publish", self.keys.channel, json.dumps(message)]]
+        return [["xadd", self.keys.events(self.source_id), record.event_id, event_fields(record, self.keys.schema),
+                 self.maxlen, None],
+                ["publish", self.keys.channel, json.dumps(record.to_json(self.keys.schema))]]
 
     def _status(self, reason: str = "") -> dict:
         elapsed = max(time.time() - self._started, 1e-6)
         status = {
+            "v": self.keys.schema,
+            "source": self.source_id,
             "state": self.state.value,
             "fps": round(self.frames / elapsed, 2),
             "frames": self.frames,
@@ -202,7 +196,7 @@ class RedisSink:
         if self._last is not None:
             status["last_ts"] = int(self._last.wall_time * 1000)
         if self.run is not None:
-            status["run"] = self.run.to_json()
+            status["run"] = {"v": self.keys.schema} | self.run.to_json()
         if self.node is not None:
             status["node"] = self.node
         return status

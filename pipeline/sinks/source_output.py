@@ -2,7 +2,9 @@
 
 The engine calls `track` and `status_events` on its post thread and `write` and `status` on
 its sink thread, always in the source's frame order. The frame JSON is made once per batch
-and shared by both sinks.
+and shared by both sinks, and every event (status changes too) gets its id here, once, in
+order: its entry id in the source's events stream, from its pts for files (a re-run gives
+the same ids) and from the wall clock for live sources, the same in Redis and events.jsonl.
 """
 
 from __future__ import annotations
@@ -11,14 +13,16 @@ import logging
 import time
 from collections.abc import Callable
 
+from pipeline.core.contract import StreamIdAllocator
 from pipeline.core.states import SourceState
 from pipeline.core.types import StatusChange
+from pipeline.core.uris import mask_uri
 from pipeline.engine.batch import Detections
 from pipeline.faces.analytics import SourceAnalytics
 from pipeline.faces.events import FaceEvent
 from pipeline.faces.summary import TimelineSummary
 from pipeline.sinks.files import FileSink
-from pipeline.sinks.payload import frame_payloads
+from pipeline.sinks.payload import EventRecord, frame_payloads
 from pipeline.sinks.redis_sink import RedisSink
 
 log = logging.getLogger(__name__)
@@ -35,8 +39,13 @@ class SourceOutput:
         files: FileSink | None = None,
         redis: RedisSink | None = None,
         on_status: Callable[[StatusChange], None] | None = None,
+        live: bool = False,
     ) -> None:
+        """`live`: event ids come from the wall clock (a camera), not from the presentation time (a file)."""
         self.source_id = source_id
+        self.live = live
+        self._event_ids = StreamIdAllocator()
+        self._last_pts = 0.0
         self.names = names
         self.analytics = analytics
         self.files = files
@@ -65,12 +74,15 @@ class SourceOutput:
     def write(self, detections: Detections | None, events: list[FaceEvent]) -> int:
         """Frames to the timeline files and Redis, events to events.jsonl and Redis; returns frames written."""
         payloads = frame_payloads(detections, self.names) if detections is not None else []
+        if payloads:
+            self._last_pts = payloads[-1].frame.pts
+        records = [self._record(event) for event in events]
         if self.files is not None:
             self.files.write(payloads)
-            self.files.write_events(events)
+            self.files.write_events(records)
         if self.redis is not None:
             self.redis.write(payloads)
-            self.redis.events(events)
+            self.redis.events(records)
         self.summary.add(detections, self.names, events)
         return len(payloads)
 
@@ -91,7 +103,7 @@ class SourceOutput:
                 self.files.close()
         if self.redis is not None:
             self.redis.damaged_packets = self.summary.damaged_packets
-            self.redis.status(change.state, change.reason)
+            self.redis.status(change.state, change.reason, self._status_record(change.state, change.reason))
         if self.on_status is not None:
             self.on_status(change)
 
@@ -101,9 +113,19 @@ class SourceOutput:
         self.state = SourceState.FAILED
         if self.redis is not None:
             try:
-                self.redis.status(SourceState.FAILED, reason)
+                self.redis.status(SourceState.FAILED, reason, self._status_record(SourceState.FAILED, reason))
             except Exception:  # the Redis side may be what failed
                 log.debug("%s: could not record the failure in Redis", self.source_id, exc_info=True)
+
+    def _record(self, event: FaceEvent) -> EventRecord:
+        """`event` with the next id of the source's events stream."""
+        clock = event.wall_time if self.live else event.pts
+        return EventRecord(self._event_ids.next(int(round(clock * 1000))), event)
+
+    def _status_record(self, state: SourceState, reason: str) -> EventRecord:
+        """The source_status event of a change of state, at the last frame's pts."""
+        fields = {"state": state.value, "reason": mask_uri(reason)}
+        return self._record(FaceEvent("source_status", self.source_id, self._last_pts, time.time(), fields))
 
     def close(self) -> None:
         """Flush and close the file sink (Redis commands are flushed by the shared writer)."""

@@ -97,9 +97,9 @@ def _read(client: Client, keys: RedisKeys, kind: StreamKind, source_id: str | No
     return read_loop(streams, cursor, ended, BLOCK_MS)
 
 
-def _frame(_stream: str, entry_id: str, fields: dict) -> FrameEntry:
-    return parse_frame(entry_id, fields)
+def _frame(stream: str, entry_id: str, fields: dict) -> FrameEntry:
+    return parse_frame(entry_id, fields, stream)
 
 
-def _event(stream: str, _entry_id: str, fields: dict) -> dict:
-    return parse_event(fields, stream)
+def _event(stream: str, entry_id: str, fields: dict) -> dict:
+    return parse_event(entry_id, fields, stream)
