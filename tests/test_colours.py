@@ -10,11 +10,12 @@ import cv2
 import numpy as np
 import pytest
 
+from pipeline.core.contract import StreamIdAllocator
 from pipeline.engine.batch import Detections, FrameInfo
 from pipeline.faces.colours import FER_COLOURS, PALETTE, bgr, class_colours
 from pipeline.faces.events import EventDetector
 from pipeline.sinks.files import FileSink
-from pipeline.sinks.payload import frame_payloads
+from pipeline.sinks.payload import EventRecord, frame_payloads
 from tests.videos import write_video
 
 AFFECTNET = ["Anger", "Contempt", "Disgust", "Fear", "Happy", "Neutral", "Sad", "Surprise"]
@@ -121,8 +122,10 @@ def affectnet_run(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, Path]
     sink = FileSink(run, AFFECTNET, "affectnet-8")
     detector = EventDetector("interview", AFFECTNET, frame_interval_s=1 / FPS)
     sink.write(frame_payloads(detections, AFFECTNET))
-    sink.write_events([event for i in range(len(frames)) for event in detector.update(detections, i)])
-    sink.write_events(detector.finish(1700000100.0))
+    ids = StreamIdAllocator()  # as SourceOutput gives them: from pts, in order
+    events = [event for i in range(len(frames)) for event in detector.update(detections, i)]
+    events += detector.finish(1700000100.0)
+    sink.write_events([EventRecord(ids.next(int(round(event.pts * 1000))), event) for event in events])
     sink.close()
     video = write_video(run.parent / "interview.mp4", [np.full((112, 128, 3), 40, np.uint8)] * len(emotions), FPS)
     return run, video

@@ -21,6 +21,8 @@ from pipeline.core.config import load_config
 from pipeline.core.contract import RedisKeys
 from pipeline.core.errors import ConfigError, SinkError
 from pipeline.core.states import SourceState
+from pipeline.faces.events import FaceEvent
+from pipeline.sinks.payload import EventRecord
 from pipeline.sinks.redis_server import LocalRedisCluster
 from pipeline.sinks.redis_sink import RedisSink, connect
 from pipeline.sinks.redis_writer import RedisWriter
@@ -138,7 +140,8 @@ def test_pubsub_messages_of_sources_on_every_node_reach_a_cluster_subscriber(
         time.sleep(0.05)
     writer = RedisWriter(cluster.url, spill_path=tmp_path / "spill.jsonl", cluster=True)
     for source_id in sources:
-        RedisSink(writer, source_id, "model", KEYS, 1000, "file.mp4").status(SourceState.LIVE)
+        live = EventRecord("1-0", FaceEvent("source_status", source_id, 0.0, time.time(), {"state": "live", "reason": ""}))
+        RedisSink(writer, source_id, "model", KEYS, 1000, "file.mp4").status(SourceState.LIVE, "", live)
     assert writer.close() == 0
     listening.join(timeout=30)
     assert sorted(event["source"] for event in received) == sorted(sources)
