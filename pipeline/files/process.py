@@ -1,7 +1,7 @@
 """The `process` command: recorded files through the staged engine into Redis and file timelines.
 
-Every file is a source: up to `batching.open_files` are decoded at once and share the
-engine's batches, one progress bar counts them all, and each gets its own outputs, summary
+Every file is a source: up to `batching.open_files` are decoded at once through one
+engine (each batch holds one file's frames, see `feed`), one progress bar counts them all, and each gets its own outputs, summary
 and problems. A file that cannot be opened, or is damaged, fails alone; the job goes on.
 What Redis holds already is checked before anything is written (see `redis_run`).
 """
