@@ -8,8 +8,12 @@ arrays, and JSON is made only inside the sinks.
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
 import numpy as np
+
+if TYPE_CHECKING:  # an optional extra: imported when asked for
+    import supervision
 
 UNTRACKED = -1
 """`tracker_id` of a face that no track holds."""
@@ -73,6 +77,38 @@ class Detections:
             rows[:, 5].astype(np.int64),
             np.ascontiguousarray(rows[:, 6 : 6 + classes], np.float32),
             np.full(len(rows), UNTRACKED, np.int64),
+        )
+
+    def to_supervision(self, names: list[str] | None = None) -> supervision.Detections:
+        """The faces as a `supervision.Detections`, for its annotators, trackers and zones (the `supervision`
+        extra: `pip install 'emotion-stream[supervision]'`).
+
+        `xyxy`, `confidence` and `class_id` as here; `tracker_id` where any face is tracked (UNTRACKED, -1,
+        for the faces no track holds), else None; `data["scores"]` every class's score [faces, classes] and
+        `data["frame"]` the position in this batch of each face's frame (`select([i])` first for one frame's
+        faces alone). With the model's class `names` (`EmotionDetector.names`), `data["class_name"]` too,
+        which supervision's label annotator shows.
+        """
+        try:
+            import supervision
+        except ImportError as exc:
+            raise ImportError("Detections.to_supervision() needs the supervision package: "
+                              "pip install 'emotion-stream[supervision]'") from exc
+        data: dict[str, np.ndarray] = {
+            "scores": self.scores.copy(),
+            "frame": np.repeat(np.arange(len(self.frames), dtype=np.int64), self.face_counts()),
+        }
+        if names is not None:
+            if len(names) != self.scores.shape[1]:
+                raise ValueError(f"{len(names)} class names given for a model of {self.scores.shape[1]} classes")
+            data["class_name"] = np.array(names, dtype=str)[self.class_id]
+        tracked = bool((self.tracker_id != UNTRACKED).any())
+        return supervision.Detections(
+            xyxy=self.xyxy.copy(),
+            confidence=self.confidence.copy(),
+            class_id=self.class_id.copy(),
+            tracker_id=self.tracker_id.copy() if tracked else None,
+            data=data,
         )
 
     def __len__(self) -> int:

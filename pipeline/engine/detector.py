@@ -32,6 +32,7 @@ from exporters.input_size import (
 )
 from exporters.loading import load_backend, torch_device
 from exporters.metadata import read_sidecar
+from pipeline.core.quiet import quiet_libraries
 from pipeline.engine.batch import Detections, FrameInfo
 from pipeline.engine.forward import CompileMode, ForwardPass
 from pipeline.engine.preprocess import (
@@ -99,7 +100,8 @@ class EmotionDetector:
         self.settings = settings or DetectorSettings()
         self.device = torch_device(device)
         half = self.settings.half if self.settings.half is not None else self.device.type == "cuda"
-        self.backend = load_backend(self.weights, self.device, half and self.weights.suffix == ".pt")
+        with quiet_libraries():  # ultralytics' "Loading ... for ... inference" lines: called from Python too
+            self.backend = load_backend(self.weights, self.device, half and self.weights.suffix == ".pt")
         self.export_metadata = read_sidecar(self.weights)
         if self.export_metadata and self.format == "openvino" and self.export_metadata.precision == "fp32":
             _openvino_fp32(self.backend, self.weights)
