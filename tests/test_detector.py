@@ -9,7 +9,7 @@ from ultralytics import YOLO
 
 from pipeline.core.errors import ModelError
 from pipeline.engine.batch import Detections
-from pipeline.engine.detector import DetectorSettings, EmotionDetector
+from pipeline.engine.detector import DetectorSettings, EmotionDetector, LetterboxPlace
 from pipeline.files.sources import VideoFileSource
 from training.synthetic_faces import FER_CLASSES
 
@@ -85,3 +85,22 @@ def test_a_classification_model_is_not_a_detector(tmp_path: Path) -> None:
     YOLO("yolov8n-cls.yaml").save(str(path))
     with pytest.raises(ModelError, match="classify model; emotion-stream needs a detection model"):
         EmotionDetector(path)
+
+
+@pytest.mark.parametrize("letterbox", [LetterboxPlace.CPU, LetterboxPlace.DEVICE])
+def test_frames_of_two_sizes_interleaved_come_back_in_their_places(
+    weights: Path, imgsz: int, frames: list, letterbox: LetterboxPlace
+) -> None:
+    """Each prepared group knows its frames' places in the batch, and every frame comes back in its own."""
+    small = [cv2.resize(frame, (176, 144)) for frame in frames[:2]]
+    batch = [small[0], frames[0], small[1], frames[1]]
+    detector = EmotionDetector(weights, "cpu", DetectorSettings(imgsz=imgsz, letterbox=letterbox))
+    prepared = detector.prepare(batch)
+    assert sorted(position for model_input in prepared for position in model_input.positions) == [0, 1, 2, 3]
+    assert [model_input.positions for model_input in prepared] == [[0, 2], [1, 3]]
+    together = detector.detect(batch)
+    for number, image in enumerate(batch):
+        alone = detector.detect([image])
+        rows, alone_rows = together.rows(number), alone.rows(0)
+        assert rows.stop - rows.start == alone_rows.stop - alone_rows.start
+        assert np.abs(together.xyxy[rows] - alone.xyxy[alone_rows]).max(initial=0) <= 1.0

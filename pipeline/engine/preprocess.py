@@ -139,11 +139,11 @@ class DeviceLetterbox:
         with context:
             out = torch.full((len(images), 3, first.out_h, first.out_w), PAD_VALUE / 255, dtype=dtype,
                              device=self.device)
-            for positions in _same_shape_groups(images):
-                plan = plans[positions[0]]
-                frames = self._upload([images[i] for i in positions])
+            for same_size in _same_size_groups(images):
+                plan = plans[same_size[0]]
+                frames = self._upload([images[i] for i in same_size])
                 resized = self._resize(frames, plan)
-                index = torch.as_tensor(positions, device=self.device)
+                index = torch.as_tensor(same_size, device=self.device)
                 target = out[:, :, plan.top : plan.top + plan.new_h, plan.left : plan.left + plan.new_w]
                 target.index_copy_(0, index, resized.flip(1).to(dtype).div_(255))
             ready = None
@@ -183,7 +183,8 @@ class DeviceLetterbox:
         return resized.round_().clamp_(0, 255)
 
 
-def _same_shape_groups(images: list[np.ndarray]) -> list[list[int]]:
+def _same_size_groups(images: list[np.ndarray]) -> list[list[int]]:
+    """Indices (into `images`) of the frames of each size: one upload and resize each."""
     groups: dict[tuple[int, ...], list[int]] = {}
     for position, image in enumerate(images):
         groups.setdefault(image.shape, []).append(position)
