@@ -23,7 +23,7 @@ system:
 # The lock, hash-checked (PyTorch 2.14.1 comes from this machine's disk, which holds PyPI's own file), then the
 # project itself without dependencies; `pip check` proves the lock whole.
 $(STAMP): pyproject.toml locks/dev.txt
-	$(PYTHON) -m venv $(VENV)
+	$(PYTHON) -m venv --clear $(VENV)  # emptied first: nothing but the lock stays installed
 	$(VENV)/bin/pip install -q --require-hashes --no-deps -r locks/dev.txt
 	$(VENV)/bin/pip install -q --no-deps --no-build-isolation -e .
 	$(VENV)/bin/pip check

@@ -64,10 +64,35 @@ def test_the_demo_recipe_still_makes_the_shipped_scenes_and_first_update(recipe_
                     "their bytes are OpenCV's to change (make installs the lock's releases)")
     assert recipe_check.dataset_digest == record["dataset_digest"], \
         "the synthetic scenes changed under the recorded releases: bump GENERATOR_VERSION and retrain"
+    trainer = trainer_libraries()
+    if trainer != recorded_trainer(record):
+        pytest.skip(f"the first update was recorded under {recorded_trainer(record)}, not {trainer}: the trainer's "
+                    "release decides it (make installs the lock's)")
     shipped = UpdateFingerprint(tuple(record["first_epoch_update"]))
     assert recipe_check.first_epoch.same_as(shipped), (
         f"first update differs from the shipped run's: cosine {recipe_check.first_epoch.similarity(shipped):.4f}, "
         f"length {recipe_check.first_epoch.length:.4f} vs {shipped.length:.4f}")
+
+
+def trainer_libraries() -> dict[str, str]:
+    """The installed ultralytics and torch (without a local build tag such as +cu130)."""
+    import torch
+    import ultralytics
+
+    return {"ultralytics": ultralytics.__version__, "torch": torch.__version__.split("+")[0]}
+
+
+def recorded_trainer(record: dict) -> dict[str, str]:
+    trained = record["trained_with"]
+    return {"ultralytics": trained["ultralytics"], "torch": trained["torch"].split("+")[0]}
+
+
+def test_the_lock_installs_the_trainer_the_first_update_was_recorded_under() -> None:
+    """`make lock` moving ultralytics or torch must come with a re-recorded first update (a retrain and
+    `python -m training.demo_model ship`), in the same change."""
+    locked = locked_versions(LOCKS / "dev.txt")
+    assert {name: locked[name] for name in ("ultralytics", "torch")} == recorded_trainer(shipped_record()), \
+        "locks/dev.txt moved the trainer: retrain the demo model and ship it (python -m training.demo_model ship)"
 
 
 def test_the_lock_installs_releases_the_shipped_scenes_were_verified_under() -> None:

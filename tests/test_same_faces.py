@@ -19,7 +19,12 @@ from pathlib import Path
 import pytest
 import redis
 
-from training.synthetic_video import default_script, render_scripted_video
+from pipeline.core.config import PipelineConfig, load_config
+from pipeline.core.contract import RedisKeys
+from pipeline.files.process import JobProgress, process_files
+from tests.contract import file_records, redis_records
+from training.synthetic_faces import FER_CLASSES
+from training.synthetic_video import ScriptedFace, default_script, render_scripted_video
 
 EMOTION_STREAM = str(Path(sys.executable).parent / "emotion-stream")
 
@@ -78,23 +83,69 @@ def test_a_file_has_the_same_faces_alone_and_in_two_runs_of_a_mixed_job(job: Pat
     assert _timeline(tmp_path / "run1", "wide") == _timeline(tmp_path / "run2", "wide")
 
 
-def test_a_resumed_job_writes_the_faces_of_the_file_alone(job: Path, alone: list[tuple], redis_url: str,
-                                                         tmp_path: Path) -> None:
-    """Interrupted mid-job (SIGINT), then run again: Redis holds one computation, the file's own."""
+class _StopAfter(JobProgress):
+    """Asks the run to stop, as SIGINT does, once `frames` frames reached the outputs."""
+
+    def __init__(self, frames: int, stop: threading.Event) -> None:
+        super().__init__()
+        self.frames, self.stop = frames, stop
+
+    def add(self, expected: int = 0, written: int = 0) -> None:
+        super().add(expected, written)
+        if self.counts().written >= self.frames:
+            self.stop.set()
+
+
+def _resumable_config(redis_url: str, out: Path) -> PipelineConfig:
+    config = load_config(overrides={"model.weights": _weights(), "model.cpu_backend": "pytorch", "batching.batch": 8,
+                                    "batching.queue_size": 4, "batching.open_files": 1, "redis.url": redis_url,
+                                    "output.dir": str(out), "events.exit_after_s": 5.0})
+    return config
+
+
+@pytest.fixture(scope="module")
+def leaving(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """12 s at 15 fps, one of two people walking out of the picture half way through."""
+    first = tuple((i * 1.0, FER_CLASSES[i % 7]) for i in range(12))
+    second = tuple((i * 1.0, FER_CLASSES[(i + 3) % 7]) for i in range(12))
+    script = [ScriptedFace(seed=11, start=(0.05, 0.12), end=(2.4, 0.30), size=0.42, segments=first),
+              ScriptedFace(seed=23, start=(0.70, 0.45), end=(0.64, 0.15), size=0.34, segments=second)]
+    path = tmp_path_factory.mktemp("leaving") / "leaving.mp4"
+    render_scripted_video(path, script, duration_s=12.0, fps=15, size=(320, 180))
+    return path
+
+
+def test_a_resumed_job_writes_what_an_uninterrupted_one_writes(leaving: Path, redis_url: str, tmp_path: Path) -> None:
+    """Stopped mid-file (the decoders a few frames ahead at most), then run again: Redis holds one computation of
+    every frame, the file's own, and every event an uninterrupted run writes (a face that left just before the
+    stop included), each once, under the ids events.jsonl gives them."""
     client = redis.Redis.from_url(redis_url)
-    argv = [EMOTION_STREAM, "process", str(job), "--weights", _weights(), "--out", str(tmp_path),
-            "--cpu-backend", "pytorch", "--batch", "8", "--quiet", "--redis", redis_url]
-    first = subprocess.Popen(argv, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
-    while client.xlen("emotion:frames:small") < 20 and first.poll() is None:
-        threading.Event().wait(0.02)
-    first.send_signal(subprocess.signal.SIGINT)
-    _out, err = first.communicate(timeout=120)
-    assert first.returncode in (0, 130), err
-    rerun = subprocess.run(argv, capture_output=True, text=True, timeout=600)
-    assert rerun.returncode == 0, rerun.stderr
-    entries = client.xrange("emotion:frames:small")
-    written = [(int(fields[b"frame"]), float(fields[b"pts"]), json.loads(fields[b"faces"])) for _id, fields in entries]
-    assert written == [(frame, round(pts, 3), faces) for frame, pts, faces in alone]
+    video = leaving
+    clean = process_files(_resumable_config(redis_url, tmp_path / "clean"), [video], show_progress=False,
+                          source_ids=["clean"])
+    assert not clean[0].interrupted
+    stop = threading.Event()
+    first = process_files(_resumable_config(redis_url, tmp_path / "first"), [video], show_progress=False,
+                          source_ids=["talk"], progress=_StopAfter(48, stop), stop=stop)
+    assert first[0].interrupted and 0 < client.xlen("emotion:frames:talk") < 180, "the first run must stop mid-file"
+    process_files(_resumable_config(redis_url, tmp_path / "second"), [video], show_progress=False, source_ids=["talk"])
+    keys = RedisKeys()
+    frames, events, status = redis_records(client, keys, "talk")
+    clean_frames, clean_events, _status = redis_records(client, keys, "clean")
+    assert status["state"] == "ended"
+    assert [(f["frame"], f["pts"], f["faces"]) for f in frames] == [(f["frame"], f["pts"], f["faces"]) for f in clean_frames]
+
+    def what(event: dict) -> tuple:
+        return tuple(sorted((key, json.dumps(value)) for key, value in event.items()
+                            if key not in ("event_id", "ts", "source")))
+
+    faces = [event for event in events if event["type"] != "source_status"]
+    assert sorted(map(what, faces)) == sorted(what(e) for e in clean_events if e["type"] != "source_status")
+    assert [event["state"] for event in events if event["type"] == "source_status"] == ["live", "interrupted", "ended"]
+    _file_frames, file_events = file_records(tmp_path / "second" / "talk")
+    written = {event["event_id"]: event["type"] for event in events}
+    assert all(written.get(event["event_id"]) == event["type"] for event in file_events), \
+        "events.jsonl names every event by the id Redis holds it under"
 
 
 @pytest.mark.skipif(shutil.which("ray") is None and not os.path.exists(Path(sys.executable).parent / "ray"),

@@ -90,6 +90,12 @@ class _Pending:
     def ready(self, max_frames: int) -> bool:
         return self.frames >= max_frames or (self.finished and bool(self.entries))
 
+    def drop_frames(self) -> None:
+        """Forget the frames waiting for their batch to fill (a stopped run leaves them to the one that resumes it:
+        what a stopped run writes ends with a whole batch)."""
+        self.entries = [entry for entry in self.entries if not isinstance(entry, Frame)]
+        self.frames = 0
+
     def take(self, max_frames: int) -> list[Entry]:
         """The entries up to the batch's last frame, and the statuses after it when no frame follows them."""
         taken, frames = 0, 0
@@ -145,6 +151,8 @@ class FileFeed:
                 self._running -= 1
                 continue
             pending = self._pending.setdefault(item.source_id, _Pending())
+            if isinstance(item, StatusChange) and item.state is SourceState.INTERRUPTED:
+                pending.drop_frames()  # a short batch would compute them otherwise than the run that resumes this
             pending.entries.append(item)
             pending.frames += isinstance(item, Frame)
             pending.finished |= isinstance(item, StatusChange) and item.state in _LAST_STATES
@@ -195,7 +203,10 @@ class FileFeed:
         except Exception as exc:  # a decoder error fails this file; the others go on
             state, reason = SourceState.FAILED, f"decoding failed: {exc}"
         finally:
-            source.close()
+            try:
+                source.close()
+            except Exception:  # every frame is in: the file still ends with its status
+                log.warning("%s: closing %s failed", source_id, job.path, exc_info=True)
         damage = source.damage
         if damage.packets:
             reason = "; ".join(filter(None, [reason, damage.describe()]))

@@ -282,6 +282,7 @@ def _open_redis(config: PipelineConfig, jobs: list[FileJob], detector: EmotionDe
     settings = {"stride": config.source.stride, "imgsz": detector.settings.imgsz, "conf": detector.settings.conf,
                 "iou": detector.settings.iou, "max_det": detector.settings.max_det,
                 "agnostic_nms": detector.settings.agnostic_nms, "max_frames": max_frames,
+                "runtime": detector.description, "batch": config.batching.batch,
                 "analysis": settings_hash(config.tracking, config.events)}
     spill_dir = reports[0].output_dir if len(jobs) == 1 else Path(config.output.dir)
     try:

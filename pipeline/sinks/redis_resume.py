@@ -10,7 +10,7 @@ of them may go ahead. `serve` writes only ids that are empty or its own.
 from __future__ import annotations
 
 import json
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 from pipeline.core.contract import RedisKeys
 from pipeline.core.errors import SinkError
@@ -18,6 +18,11 @@ from pipeline.sinks.redis_client import Client
 from pipeline.sinks.run_record import RunRecord
 
 StreamId = tuple[int, int]
+
+
+def parse_entry_id(entry_id: str | bytes) -> str:
+    """An entry id as text."""
+    return entry_id.decode() if isinstance(entry_id, bytes) else entry_id
 
 
 def parse_stream_id(entry_id: str | bytes) -> StreamId:
@@ -35,6 +40,10 @@ class ResumePoint:
     events_after: StreamId
     state: str
     """The earlier run's last state (ended: this run adds nothing)."""
+    events_written: dict[str, str] = field(default_factory=dict)
+    """The events stream's entries, id to type: the same events (same id and type) are not sent again. An event the
+    earlier run never wrote (a face that left just before it was interrupted, seen only now) goes after them, with
+    a new id."""
 
 
 @dataclass(frozen=True)
@@ -70,7 +79,9 @@ def plan_source(client: Client, keys: RedisKeys, source_id: str, record: RunReco
             "a run that did not record what it was"
         raise SinkError(f"{frames_key} holds {held} entries of {what}; pass --replace to replace them, "
                         "or use another --source-id")
-    resume = ResumePoint(frames_top or (0, 0), events_top or (0, 0), str(status.get("state", "")))
+    written = {parse_entry_id(entry_id): parse_entry_id(fields.get(b"type", fields.get("type", b"")))
+               for entry_id, fields in client.xrange(events_key)}
+    resume = ResumePoint(frames_top or (0, 0), events_top or (0, 0), str(status.get("state", "")), written)
     return SourcePlan(source_id, resume, clear=False)
 
 

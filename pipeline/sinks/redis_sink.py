@@ -122,6 +122,7 @@ class RedisSink:
         self.reconnects = 0
         self.state = SourceState.CONNECTING
         self._frame_ids = StreamIdAllocator()
+        self._events_top = resume.events_after if resume else (0, 0)
         self._started = time.time()
         self._last: FrameInfo | None = None
         self._adding = resume is None
@@ -161,6 +162,18 @@ class RedisSink:
         self.state = SourceState.FAILED
         self.writer.submit([["hset", self.keys.sources, self.source_id, json.dumps(self._status(reason))]])
 
+    def placed(self, event_id: str, kind: str) -> str:
+        """The id an event of type `kind` goes under: its own, unless an earlier run of this record left events after
+        it but not it (a resumed run sees an event the interrupted one never wrote): then the next id after all."""
+        if self.resume is None:
+            return event_id
+        if self.resume.events_written.get(event_id) == kind or parse_stream_id(event_id) > self._events_top:
+            self._events_top = max(self._events_top, parse_stream_id(event_id))
+            return event_id
+        ms, seq = self._events_top
+        self._events_top = (ms, seq + 1)
+        return f"{ms}-{seq + 1}"
+
     def events(self, events: list[EventRecord]) -> None:
         """Queue face events: each to the events stream and the pub/sub channel."""
         commands: list[Command] = []
@@ -171,7 +184,7 @@ class RedisSink:
     def _event_commands(self, record: EventRecord) -> list[Command]:
         """XADD under the record's id and PUBLISH of the record; none for an event an earlier run of the same
         record wrote."""
-        if self.resume and parse_stream_id(record.event_id) <= self.resume.events_after:
+        if self.resume and self.resume.events_written.get(record.event_id) == record.event.type:
             return []
         self._adding = True
         return [["xadd", self.keys.events(self.source_id), record.event_id, event_fields(record, self.keys.schema),

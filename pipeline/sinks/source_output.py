@@ -87,8 +87,10 @@ class SourceOutput:
         return len(payloads)
 
     def status(self, change: StatusChange) -> None:
-        """Record a state change (Redis status hash, source_status event)."""
+        """Record a state change: its source_status event (Redis, and events.jsonl once the source went live),
+        the Redis status hash."""
         self.state = change.state
+        record = self._status_record(change.state, change.reason)
         if change.state.final:
             self.summary.damaged_packets = change.info.get("damaged_packets", 0)
         if change.state is SourceState.FAILED:
@@ -96,31 +98,35 @@ class SourceOutput:
         elif change.state.final and self.summary.damaged_packets:
             self.problem = self.problem or change.reason  # a damaged file is a problem even when it ended
         self.went_live = self.went_live or change.state is SourceState.LIVE
-        if self.files is not None:
-            if change.state is SourceState.LIVE:
-                self.files.open()  # a job of many files holds open only the files being processed
-            elif change.state.final:
+        if self.files is not None and self.went_live:  # a file that never opened gets no output folder
+            self.files.open()  # a job of many files holds open only the files being processed
+            self.files.write_events([record])
+            if change.state.final:
                 self.files.close()
         if self.redis is not None:
             self.redis.damaged_packets = self.summary.damaged_packets
-            self.redis.status(change.state, change.reason, self._status_record(change.state, change.reason))
+            self.redis.status(change.state, change.reason, record)
         if self.on_status is not None:
             self.on_status(change)
 
     def fail(self, reason: str) -> None:
-        """The source failed downstream: nothing more is written for it; Redis is told where it still answers."""
+        """The source failed downstream: nothing more is written for it; Redis is told where it still answers (not
+        the files: they may be what failed)."""
         self.failure = self.problem = reason
         self.state = SourceState.FAILED
+        record = self._status_record(SourceState.FAILED, reason)
         if self.redis is not None:
             try:
-                self.redis.status(SourceState.FAILED, reason, self._status_record(SourceState.FAILED, reason))
+                self.redis.status(SourceState.FAILED, reason, record)
             except Exception:  # the Redis side may be what failed
                 log.debug("%s: could not record the failure in Redis", self.source_id, exc_info=True)
 
     def _record(self, event: FaceEvent) -> EventRecord:
-        """`event` with the next id of the source's events stream."""
+        """`event` with the next id of the source's events stream (placed after what an earlier run of the same
+        record left, when that run never wrote it: see `RedisSink.placed`)."""
         clock = event.wall_time if self.live else event.pts
-        return EventRecord(self._event_ids.next(int(round(clock * 1000))), event)
+        event_id = self._event_ids.next(int(round(clock * 1000)))
+        return EventRecord(self.redis.placed(event_id, event.type) if self.redis is not None else event_id, event)
 
     def _status_record(self, state: SourceState, reason: str) -> EventRecord:
         """The source_status event of a change of state, at the last frame's pts."""
