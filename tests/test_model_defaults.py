@@ -110,3 +110,17 @@ def test_imgsz_on_the_command_line_takes_pixels_or_auto(
     with pytest.raises(SystemExit) as exit_:
         main(argv)
     assert exit_.value.code == code and message in capsys.readouterr().err
+
+
+def test_a_stated_size_off_the_stride_runs_at_the_next_multiple_as_ultralytics_does(
+    weights: Path, tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    import torch
+
+    checkpoint = torch.load(weights, map_location="cpu", weights_only=False)  # the shipped file: ours
+    checkpoint["train_args"]["imgsz"] = 150
+    odd = tmp_path / "odd.pt"
+    torch.save(checkpoint, odd)
+    detector = EmotionDetector(odd)
+    assert (detector.stated_size.imgsz, detector.settings.imgsz) == (150, 160)
+    assert "odd.pt states input size 150, not a multiple of its stride 32: running at 160" in caplog.text

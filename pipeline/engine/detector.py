@@ -111,7 +111,12 @@ class EmotionDetector:
         self.stride = model_stride(self.backend)
         self.stated_size = stated_size(self.backend, self.export_metadata)
         requested = self.settings.imgsz
-        self.settings = dataclasses.replace(self.settings, imgsz=resolve_imgsz(requested, self.stated_size))
+        imgsz = resolve_imgsz(requested, self.stated_size)
+        if requested is None and imgsz % self.stride:  # as ultralytics' check_imgsz: up to the stride
+            imgsz = -(-imgsz // self.stride) * self.stride
+            log.warning("%s states input size %d, not a multiple of its stride %d: running at %d", self.weights.name,
+                        self.stated_size.imgsz, self.stride, imgsz)
+        self.settings = dataclasses.replace(self.settings, imgsz=imgsz)
         check_imgsz_range(self.settings.imgsz, IMGSZ_NAME)
         check_imgsz_stride(self.settings.imgsz, self.stride, IMGSZ_NAME)
         check_model_input(self.backend, self.weights, self.settings.imgsz, len(self.names), IMGSZ_NAME)
