@@ -14,19 +14,25 @@ if TYPE_CHECKING:
 
 LIVE_SCHEMES = ("rtsp://", "rtsps://", "rtmp://", "http://", "https://", "udp://", "srt://")
 _URI = re.compile(r"[A-Za-z][A-Za-z0-9+.-]*://[^\s'\"<>]*")
-"""A URI inside free text: a scheme, `://`, and everything up to white space or a quote."""
-_AUTHORITY_END = re.compile(r"[/?#]")
+"""A URI given as a file path: a scheme, `://`, and everything up to white space or a quote."""
+_SCHEME = r"[A-Za-z][A-Za-z0-9+.-]*://"
+_AUTHORITY_IN_TEXT = re.compile(rf"({_SCHEME})((?:(?!{_SCHEME})[^/?#\r\n])*)")
+"""A URI's scheme and authority inside free text: the authority runs to the first `/`, `?` or `#` (or the line's
+end, or the next URI), whatever else it holds: quotes, spaces, `<`, `>` and `@` are legal in a password that FFmpeg
+sends, so they cannot end it."""
 
 
 def mask_uri(text: str) -> str:
     """`text` with the credentials of every URI in it replaced by ***.
 
     As URL parsers (and FFmpeg) read it, the authority runs from `://` to the first `/`, `?`
-    or `#`, and its userinfo is everything before the authority's last `@`: a password that
-    contains `@` is masked whole. The user name stays (`admin:***@host`); userinfo without a
+    or `#`, and its userinfo is everything before the authority's last `@`, whatever it holds
+    (`@`, quotes, spaces, `<`, `>`): such a password is masked whole. Where a URI without a path
+    is followed by more text on its line, an `@` in that text masks it too: more is hidden,
+    nothing is shown. The user name stays (`admin:***@host`); userinfo without a
     password may be a token and is masked whole (`***@host`).
     """
-    return _URI.sub(lambda match: _mask_one(match.group()), text)
+    return _AUTHORITY_IN_TEXT.sub(lambda match: match.group(1) + _masked_authority(match.group(2)), text)
 
 
 def video_path(video: str | Path) -> Path:
@@ -38,16 +44,13 @@ def video_path(video: str | Path) -> Path:
     return Path(video)
 
 
-def _mask_one(uri: str) -> str:
-    scheme, _, rest = uri.partition("://")
-    end = _AUTHORITY_END.search(rest)
-    authority, tail = (rest[: end.start()], rest[end.start() :]) if end else (rest, "")
+def _masked_authority(authority: str) -> str:
     userinfo, at, host = authority.rpartition("@")
     if not at:
-        return uri
+        return authority
     user, colon, _password = userinfo.partition(":")
-    masked = f"{user}:***" if colon and user else "***"
-    return f"{scheme}://{masked}@{host}{tail}"
+    masked = f"{user}:***" if colon and user and not any(character in user for character in " '\"<>") else "***"
+    return f"{masked}@{host}"
 
 
 def is_live(uri: str) -> bool:
