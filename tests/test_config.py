@@ -49,6 +49,9 @@ def test_redis_url_comes_from_the_environment_when_unset(monkeypatch: pytest.Mon
         ("- a\n- b\n", "expected a mapping of sections"),
         ("source:\n  decode_processes: 100000\n", "'source.decode_processes' must be at most 64, got 100000"),
         ("model:\n  compile: on\n", "'model.compile' must be str, got True (YAML reads on/off/yes/no as true/false"),
+        ("batching:\n  max_wait_ms: .inf\n", "'batching.max_wait_ms' must be float, got inf"),
+        ("redis:\n  timeout_s: .nan\n", "'redis.timeout_s' must be float, got nan"),
+        ("redis:\n  timeout_s: 1e999\n", "'redis.timeout_s' must be float"),
     ],
 )
 def test_malformed_config_names_file_and_key(tmp_path: Path, text: str, message: str) -> None:

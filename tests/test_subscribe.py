@@ -323,3 +323,12 @@ def test_live_events_until_ended_stop_for_an_ended_source(redis_url: str) -> Non
     run = subprocess.run([str(SCRIPT), "subscribe", "--events", "e1", "--until-ended", "--redis", redis_url],
                          capture_output=True, text=True, timeout=30)
     assert run.returncode == 0 and run.stdout == "" and run.stderr == ""
+
+
+@pytest.mark.parametrize("idle", ["nan", "inf", "-1"])
+def test_claim_idle_must_be_a_finite_number_of_seconds(idle: str, redis_url: str,
+                                                      capsys: pytest.CaptureFixture) -> None:
+    code = main(["subscribe", "cam1", "--redis", redis_url, "--group", "g", "--claim-idle", idle])
+    err = capsys.readouterr().err.strip().splitlines()
+    assert code == 2 and len(err) == 1 and "Traceback" not in err[0]
+    assert "--claim-idle must be a number of seconds, 0 or more" in err[0]

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import math
 import socket
 import sys
 from typing import TYPE_CHECKING
@@ -53,8 +54,8 @@ def _run_subscribe(args: argparse.Namespace) -> int:
         raise EmotionStreamError("name a source (SOURCE or --source S), or use --events --all")
     if source:
         check_source_id(source)
-    if args.claim_idle < 0:
-        raise ConfigError(f"--claim-idle must not be negative, got {args.claim_idle}")
+    if not math.isfinite(args.claim_idle) or args.claim_idle < 0:
+        raise ConfigError(f"--claim-idle must be a number of seconds, 0 or more, got {args.claim_idle}")
     group = GroupMember(args.group, args.consumer, int(args.claim_idle * 1000)) if args.group else None
     client = connect(settings.url, settings.timeout_s, settings.cluster)
     keys = RedisKeys.of(settings)

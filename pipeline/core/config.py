@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import dataclasses
 import difflib
+import math
 import os
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -351,6 +352,8 @@ def _coerce(dotted: str, value: Any, type_name: str, origin: str) -> Any:
             if isinstance(value, bool):
                 raise ValueError
             value = float(value)
+            if not math.isfinite(value):  # YAML's .inf and .nan, or 1e999: no setting means them
+                raise ValueError
         elif base == "bool":
             if not isinstance(value, bool):
                 raise ValueError
