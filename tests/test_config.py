@@ -52,6 +52,7 @@ def test_redis_url_comes_from_the_environment_when_unset(monkeypatch: pytest.Mon
         ("batching:\n  max_wait_ms: .inf\n", "'batching.max_wait_ms' must be float, got inf"),
         ("redis:\n  timeout_s: .nan\n", "'redis.timeout_s' must be float, got nan"),
         ("redis:\n  timeout_s: 1e999\n", "'redis.timeout_s' must be float"),
+        ('redis:\n  prefix: "emo\\ntion"\n', "'redis.prefix' must be a word"),
     ],
 )
 def test_malformed_config_names_file_and_key(tmp_path: Path, text: str, message: str) -> None:

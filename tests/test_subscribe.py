@@ -332,3 +332,9 @@ def test_claim_idle_must_be_a_finite_number_of_seconds(idle: str, redis_url: str
     err = capsys.readouterr().err.strip().splitlines()
     assert code == 2 and len(err) == 1 and "Traceback" not in err[0]
     assert "--claim-idle must be a number of seconds, 0 or more" in err[0]
+
+
+def test_an_empty_group_name_is_refused(redis_url: str, capsys: pytest.CaptureFixture) -> None:
+    assert main(["subscribe", "cam1", "--redis", redis_url, "--group", ""]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and "--group must name a consumer group" in err[0]

@@ -56,6 +56,9 @@ def _run_subscribe(args: argparse.Namespace) -> int:
         check_source_id(source)
     if not math.isfinite(args.claim_idle) or args.claim_idle < 0:
         raise ConfigError(f"--claim-idle must be a number of seconds, 0 or more, got {args.claim_idle}")
+    if args.group is not None and not args.group.strip():
+        raise ConfigError("--group must name a consumer group (an empty name would read without one, acknowledging "
+                          "nothing)")
     group = GroupMember(args.group, args.consumer, int(args.claim_idle * 1000)) if args.group else None
     client = connect(settings.url, settings.timeout_s, settings.cluster)
     keys = RedisKeys.of(settings)

@@ -218,6 +218,8 @@ TRUE_FALSE_AUTO = {"model.half"}
 OFF_SWITCHES = {"model.compile"}
 """String keys where YAML's unquoted `off` (read as false) means "off"."""
 LISTS = {"model.device"}
+WORDS = {"redis.prefix"}
+"""String keys that begin key names: no spaces, line breaks or control characters."""
 AUTO_INTS = {"model.imgsz"}
 """Integer keys that also take "auto" (the model says)."""
 """String keys that also take a YAML list (joined with commas)."""
@@ -375,6 +377,9 @@ def _coerce(dotted: str, value: Any, type_name: str, origin: str) -> Any:
         raise ConfigError(f"{origin}: '{dotted}' must be 0 or more, got {shown(value)}")
     if dotted in MAXIMA and value > MAXIMA[dotted]:
         raise ConfigError(f"{origin}: '{dotted}' must be at most {MAXIMA[dotted]}, got {shown(value)}")
+    if dotted in WORDS and (not value or any(c.isspace() or not c.isprintable() for c in value)):
+        raise ConfigError(f"{origin}: '{dotted}' must be a word: no spaces, line breaks or control characters, got "
+                          f"{shown(value)}")
     if dotted in UNIT_INTERVAL and not 0.0 <= value <= 1.0:
         raise ConfigError(f"{origin}: '{dotted}' must be between 0 and 1, got {shown(value)}")
     return value
