@@ -15,7 +15,7 @@ from pathlib import Path
 
 from exporters.checkpoint import verified_copy
 from exporters.progress import ExportProgress
-from pipeline.core.errors import ModelError
+from pipeline.core.errors import ConfigError, ModelError
 
 EXPORT_STEM = "model"
 """What the exporter is given the weights as: cached artifacts are named after this, not after the user's
@@ -25,8 +25,15 @@ FAST_CPU_FORMATS = {"openvino": f"{EXPORT_STEM}_openvino_model", "onnx": f"{EXPO
 
 
 def cache_root() -> Path:
-    """Where exports are cached: $EMOTION_STREAM_CACHE or ~/.cache/emotion-stream."""
-    return Path(os.environ.get("EMOTION_STREAM_CACHE", Path.home() / ".cache" / "emotion-stream"))
+    """Where exports are cached: $EMOTION_STREAM_CACHE or ~/.cache/emotion-stream; ConfigError when that is not a
+    folder (or a place one can be made)."""
+    named = os.environ.get("EMOTION_STREAM_CACHE")
+    root = Path(named) if named else Path.home() / ".cache" / "emotion-stream"
+    blocking = next((path for path in (root, *root.parents) if path.exists()), None)
+    if blocking is not None and not blocking.is_dir():
+        where = "EMOTION_STREAM_CACHE" if named else "the cache folder"
+        raise ConfigError(f"{where} {root} cannot be a folder: {blocking} is a file")
+    return root
 
 
 def file_digest(path: Path) -> str:

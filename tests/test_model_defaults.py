@@ -124,3 +124,17 @@ def test_a_stated_size_off_the_stride_runs_at_the_next_multiple_as_ultralytics_d
     detector = EmotionDetector(odd)
     assert (detector.stated_size.imgsz, detector.settings.imgsz) == (150, 160)
     assert "odd.pt states input size 150, not a multiple of its stride 32: running at 160" in caplog.text
+
+
+def test_a_cache_that_is_a_file_is_one_line(scripted_video: tuple, weights: Path, tmp_path: Path,
+                                           monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture) -> None:
+    """The CPU fast path exports into EMOTION_STREAM_CACHE: a file there is named, exit 2, no traceback."""
+    blocker = tmp_path / "cache"
+    blocker.write_text("not a folder")
+    monkeypatch.setenv("EMOTION_STREAM_CACHE", str(blocker / "inside"))
+    code = main(["process", str(scripted_video[0]), "--weights", str(weights), "--out", str(tmp_path / "out"),
+                 "--quiet", "--cpu-backend", "openvino"])
+    err = capsys.readouterr().err.strip().splitlines()
+    assert code == 2 and "Traceback" not in "\n".join(err)
+    assert err[-1] == f"emotion-stream: error: EMOTION_STREAM_CACHE {blocker / 'inside'} cannot be a folder: " \
+                      f"{blocker} is a file"
