@@ -251,7 +251,33 @@ def test_report_refuses_a_timeline_whose_face_id_is_not_a_track_number(tmp_path:
     (run / "person_").mkdir(parents=True)
     face = {"id": "/../../escaped", "box": [0, 0, 10, 10], "emotion": "happy", "score": 0.9,
             "scores": {"happy": 0.9, "sad": 0.1}}
-    (run / "timeline.jsonl").write_text(json.dumps({"frame": 0, "pts": 0.0, "faces": [face]}) + "\n")
+    record = {"v": "1", "source": "run", "frame": 0, "pts": 0.0, "ts": 0, "lat": 0, "faces": [face], "model": "m"}
+    (run / "timeline.jsonl").write_text(json.dumps(record) + "\n")
     code, err = _error_of(["report", str(run)], capsys)
-    assert code == 3 and "face id '/../../escaped' of frame 0 is not a track number" in err
+    assert code == 3 and "line 1 is not a frame record: faces[0].id is not an integer" in err
     assert not list(tmp_path.glob("*.png")) and not list(run.glob("*.png"))
+
+
+def test_report_leaves_out_a_last_line_cut_short_and_names_a_bad_one(
+    scripted_video: tuple, weights: Path, tmp_path: Path, capsys: pytest.CaptureFixture
+) -> None:
+    """What a full disk or kill -9 leaves (a last line without its end) is left out with a warning; a bad line
+    elsewhere is one line naming it, exit 3; a report that cannot be written is one line, exit 5."""
+    assert main(["process", str(scripted_video[0]), "--weights", str(weights), "--out", str(tmp_path), "--quiet",
+                 "--source-id", "talk"]) == 0
+    run = tmp_path / "talk"
+    lines = (run / "timeline.jsonl").read_text().splitlines(keepends=True)
+    (run / "timeline.jsonl").write_text("".join(lines[:-1]) + lines[-1][: len(lines[-1]) // 2])
+    events = (run / "events.jsonl").read_text()
+    (run / "events.jsonl").write_text(events[: len(events) - 7])
+    capsys.readouterr()
+    assert main(["report", str(run)]) == 0
+    assert (run / "report.md").exists()
+    (run / "timeline.jsonl").write_text(lines[0] + "{not json\n" + "".join(lines[1:]))
+    code, err = _error_of(["report", str(run)], capsys)
+    assert code == 3 and "timeline.jsonl line 2 is not a frame record" in err
+    (run / "timeline.jsonl").write_text("".join(lines))
+    (run / "report.json").unlink()
+    (run / "report.json").mkdir()  # a place the report cannot be written, even by root
+    code, err = _error_of(["report", str(run)], capsys)
+    assert code == 5 and f"cannot write the report into {run}: Is a directory" in err

@@ -10,16 +10,20 @@ is at hand (frames with every face boxed over each person's strip), and optional
 from __future__ import annotations
 
 import json
+import logging
 from collections import Counter, defaultdict
 from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
 
-from pipeline.core.errors import SourceError, shown
+from pipeline.core.errors import SinkError, SourceError, shown
 from pipeline.faces.colours import FER_COLOURS, bgr, class_colours
 from pipeline.files.report_overview import draw_face, write_overview
 from pipeline.files.sources import VideoFileSource
+from pipeline.sinks.timeline_table import TimelineError, file_frames
+
+log = logging.getLogger(__name__)
 
 
 @dataclass
@@ -41,13 +45,48 @@ def write_report(run_dir: str | Path, annotate: bool = False, video: str | Path 
     timeline_path = run_dir / "timeline.jsonl"
     if not timeline_path.is_file():
         raise SourceError(f"no timeline.jsonl in {run_dir}: is it a folder written by process?")
-    frames = [json.loads(line) for line in timeline_path.read_text().splitlines()]
+    frames, events = _timeline_and_events(run_dir)
     if video is not None:
         VideoFileSource(video).close()  # a wrong --video is refused before anything is rewritten
+    try:
+        return _write_report(run_dir, frames, events, annotate, video)
+    except OSError as exc:  # a full or read-only folder: an output problem, named as one
+        raise SinkError(f"cannot write the report into {run_dir}: {exc.strerror or exc}") from None
+
+
+def _timeline_and_events(run_dir: Path) -> tuple[list[dict], list[dict]]:
+    """The frame records of timeline.jsonl and the event records of events.jsonl; SourceError naming the first
+    line that is not one, but for a last line cut short (a full disk, a killed run), left out with a warning."""
+    problems: list[str] = []
+    try:
+        frames = [entry.to_json() for entry in file_frames(run_dir / "timeline.jsonl", None, problems)]
+    except TimelineError as exc:
+        raise SourceError(str(exc)) from None
+    events_path = run_dir / "events.jsonl"
+    events = []
+    lines = events_path.read_text(encoding="utf-8", errors="replace").split("\n") if events_path.exists() else []
+    for number, line in enumerate(lines, 1):
+        if not line.strip():
+            continue
+        try:
+            event = json.loads(line)
+            if not isinstance(event, dict) or not isinstance(event.get("type"), str):
+                raise ValueError
+        except ValueError:
+            if number == len(lines):
+                problems.append(f"{events_path} line {number} is cut short (an interrupted write?), left out")
+                break
+            raise SourceError(f"{events_path} line {number} is not an event record: {line[:40]!r}") from None
+        events.append(event)
+    for problem in problems:
+        log.warning("%s", problem)
+    return frames, events
+
+
+def _write_report(run_dir: Path, frames: list[dict], events: list[dict], annotate: bool,
+                  video: str | Path | None) -> list[Path]:
     for stale in [*run_dir.glob("person_*.png"), run_dir / "overview.png"]:  # an earlier report's people
         stale.unlink(missing_ok=True)
-    events_path = run_dir / "events.jsonl"
-    events = [json.loads(line) for line in events_path.read_text().splitlines()] if events_path.exists() else []
     names = _class_names(frames)
     people = _people(frames, events)
     colours = _colours(frames, events)

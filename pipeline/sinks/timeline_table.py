@@ -77,7 +77,7 @@ def read_timeline(
     if not isinstance(path_or_redis_url, Path) and text.startswith(REDIS_SCHEMES):
         frames = _redis_frames(text, source_id, RedisKeys(prefix, contract), problems)
     else:
-        frames = _file_frames(_timeline_path(Path(path_or_redis_url), source_id), source_id, problems)
+        frames = file_frames(_timeline_path(Path(path_or_redis_url), source_id), source_id, problems)
     table = timeline_frame(frames)
     for problem in problems:
         warnings.warn(problem, stacklevel=2)
@@ -133,7 +133,7 @@ def _timeline_path(path: Path, source_id: str | None) -> Path:
     raise TimelineError(f"{path} is a folder without {TIMELINE}{hint}")
 
 
-def _file_frames(path: Path, source_id: str | None, problems: list[str]) -> Iterator[FrameEntry]:
+def file_frames(path: Path, source_id: str | None, problems: list[str]) -> Iterator[FrameEntry]:
     """The frame records of a timeline.jsonl, decoded as Redis entries are; TimelineError at the first line
     that is not one (the last line of an interrupted write, without its newline, is left out: `problems`)."""
     try:
