@@ -10,6 +10,7 @@ from __future__ import annotations
 import dataclasses
 import logging
 import shutil
+import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -28,7 +29,7 @@ from exporters.metadata import ExportMetadata, write_sidecar
 from exporters.progress import ExportProgress
 from exporters.runtimes import FORMAT_MODULES, require_modules
 from exporters.triton import build_repository, check_model_name
-from pipeline.core.errors import ConfigError, ModelError
+from pipeline.core.errors import ConfigError, ModelError, SinkError
 from pipeline.core.yaml_loading import load_yaml_file
 
 log = logging.getLogger(__name__)
@@ -77,7 +78,12 @@ def export(request: ExportRequest, command: str = "") -> Path:
     request = resolved(request) if request.imgsz is None else request  # the command line resolved it already
     _validate(request)
     out = (request.out or request.weights.parent).resolve()
-    out.mkdir(parents=True, exist_ok=True)
+    try:
+        out.mkdir(parents=True, exist_ok=True)
+        probe = tempfile.NamedTemporaryFile(dir=out, prefix=".emotion-stream-probe-")  # writable, before minutes of work
+        probe.close()
+    except OSError as exc:
+        raise SinkError(f"cannot write the export into {out}: {exc.strerror or exc}") from None
     with loadable_weights(request.weights) as weights:
         names = _class_names(weights, request.imgsz)
         progress = ExportProgress.started(request.weights.name, request.format, f"({_precision(request)}, imgsz "

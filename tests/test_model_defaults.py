@@ -138,3 +138,13 @@ def test_a_cache_that_is_a_file_is_one_line(scripted_video: tuple, weights: Path
     assert code == 2 and "Traceback" not in "\n".join(err)
     assert err[-1] == f"emotion-stream: error: EMOTION_STREAM_CACHE {blocker / 'inside'} cannot be a folder: " \
                       f"{blocker} is a file"
+
+
+def test_export_into_a_place_that_cannot_be_a_folder_is_one_line(weights: Path, tmp_path: Path,
+                                                                 capsys: pytest.CaptureFixture) -> None:
+    blocker = tmp_path / "file"
+    blocker.write_text("not a folder")
+    code = main(["export", str(weights), "--format", "onnx", "--out", str(blocker / "out")])
+    err = capsys.readouterr().err.strip().splitlines()
+    assert code == 5 and len(err) == 1 and "Traceback" not in err[0]
+    assert err[0] == f"emotion-stream: error: cannot write the export into {blocker / 'out'}: Not a directory"
