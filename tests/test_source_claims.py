@@ -243,3 +243,40 @@ def test_a_full_redis_does_not_hide_a_held_claim_and_replace_needs_a_stored_one(
         finally:
             client.config_set("maxmemory", 0)
             holder.release()
+
+
+@pytest.mark.parametrize(("first", "second"), [(1, 2), (2, 1)])
+def test_one_id_is_one_source_in_both_layouts(clips: tuple, weights: Path, imgsz: int, redis_url: str,
+                                              tmp_path: Path, capsys: pytest.CaptureFixture,
+                                              first: int, second: int) -> None:
+    """A run of the other contract version on an id another layout holds is refused (exit 5, naming it), also with
+    --replace, which never deletes the other layout's keys."""
+    a, b = clips
+    client = redis.Redis.from_url(redis_url)
+    common = [*_model_flags(weights, imgsz), "--redis", redis_url, "--source-id", "x", "--quiet"]
+    assert main(["process", str(a), *common, "--out", str(tmp_path / "first"), "--contract", str(first)]) == 0
+    held = client.xlen(RedisKeys("emotion", first).frames("x"))
+    status = client.hget(KEYS.sources, "x")
+    capsys.readouterr()
+    for replace in ([], ["--replace"]):
+        code = main(["process", str(b), *common, "--out", str(tmp_path / "second"), "--contract", str(second),
+                     *replace])
+        err = capsys.readouterr().err.strip().splitlines()
+        assert code == 5 and f"a contract-{first} run" in err[-1] and "Traceback" not in "\n".join(err)
+    assert client.xlen(RedisKeys("emotion", first).frames("x")) == held and client.hget(KEYS.sources, "x") == status
+    assert not client.exists(RedisKeys("emotion", second).frames("x"))
+
+
+def test_a_run_is_refused_while_a_run_of_the_other_layout_claims_the_id(
+    clips: tuple, weights: Path, imgsz: int, redis_url: str, tmp_path: Path, capsys: pytest.CaptureFixture
+) -> None:
+    other = SourceClaims(redis.Redis.from_url(redis_url), RedisKeys("emotion", 2), "serve", 30.0)
+    other.claim("x")  # a contract-2 run writing x now
+    try:
+        code = main(["process", str(clips[0]), *_model_flags(weights, imgsz), "--redis", redis_url, "--source-id",
+                     "x", "--quiet", "--out", str(tmp_path)])
+        err = capsys.readouterr().err.strip().splitlines()
+        assert code == 5 and "source x: a contract-2 run is writing it (serve" in err[-1]
+        assert not redis.Redis.from_url(redis_url).exists(KEYS.frames("x"), KEYS.claim("x"))
+    finally:
+        other.release()

@@ -37,6 +37,10 @@ class RedisKeys:
         """The keys `config` writes and reads (`redis.prefix`, `redis.contract`)."""
         return cls(config.prefix, config.contract)
 
+    def other_layout(self) -> RedisKeys:
+        """The same prefix in the other contract version: one source id names one source across both."""
+        return RedisKeys(self.prefix, 3 - self.version)
+
     @property
     def schema(self) -> str:
         """The `v` field of the entries written under these keys."""

@@ -64,6 +64,7 @@ def plan_source(client: Client, keys: RedisKeys, source_id: str, record: RunReco
     hold (see `clear_source`); the shared status hash must still be a hash."""
     frames_key, events_key = keys.frames(source_id), keys.events(source_id)
     _check_type(client, keys.sources, "hash")
+    check_one_layout(client, keys, source_id)  # --replace deletes this layout's keys only: never the other's
     if replace:
         return SourcePlan(source_id, None, clear=True)
     _check_type(client, frames_key, "stream")
@@ -96,6 +97,7 @@ def check_live_source(client: Client, keys: RedisKeys, source_id: str) -> None:
     `process` run (its status has a run record) or streams without a status belong to something else."""
     frames_key, events_key = keys.frames(source_id), keys.events(source_id)
     _check_type(client, keys.sources, "hash")
+    check_one_layout(client, keys, source_id)
     _check_type(client, frames_key, "stream", "the source id")
     _check_type(client, events_key, "stream", "the source id")
     status = _status(client, keys.sources, source_id)
@@ -106,6 +108,21 @@ def check_live_source(client: Client, keys: RedisKeys, source_id: str) -> None:
     if not status and (_top(client, frames_key) or _top(client, events_key)):
         raise SinkError(f"source {source_id}: {frames_key} holds {client.xlen(frames_key)} entries that no run "
                         "recorded in the status; serve another id, or delete them")
+
+
+def check_one_layout(client: Client, keys: RedisKeys, source_id: str) -> None:
+    """SinkError when `source_id` belongs to a run of the other contract version: its streams there hold entries,
+    or the shared status was written under it (the status hash is the same for both layouts)."""
+    other = keys.other_layout()
+    for key in (other.frames(source_id), other.events(source_id)):
+        if client.exists(key):
+            raise SinkError(f"source {source_id}: {key} holds a contract-{other.version} run's entries (this run "
+                            f"writes contract {keys.version}); one id is one source in both layouts: use another "
+                            "source id, or delete them (--replace deletes only this layout's keys)")
+    version = _status(client, keys.sources, source_id).get("v")
+    if version is not None and str(version) != keys.schema:
+        raise SinkError(f"source {source_id}: its status in {keys.sources} is a contract-{version} run's (this run "
+                        f"writes contract {keys.version}); use another source id")
 
 
 def _check_type(client: Client, key: str, expected: str, other: str = "") -> None:

@@ -125,6 +125,7 @@ class SourceClaims:
                 self.provisional.add(source_id)  # the renewing thread takes it when it can, or reports who did
         if taken:
             self.held.append(source_id)
+            self._check_other_layout(source_id)
             return
         holder = Holder.parse(self.client.get(key))
         if holder is not None and self.holder.job and holder.job == self.holder.job:
@@ -135,6 +136,18 @@ class SourceClaims:
         by = f" ({holder.describe()})" if holder else ""
         raise SourceTaken(f"source {source_id}: another run is writing it{by}; wait for it to end, or use another "
                           f"source id (a crashed run's claim {key} expires within {self.ttl_ms / 1000:g}s)")
+
+    def _check_other_layout(self, source_id: str) -> None:
+        """SourceTaken (this claim given back) when a run of the other contract version claims the id: both layouts
+        share the status hash, so two runs would write one source's status. Two runs that claim at the same
+        moment may both be refused: neither writes, nothing mixes."""
+        other_key = self.keys.other_layout().claim(source_id)
+        holder = Holder.parse(self.client.get(other_key))
+        if holder is None or (self.holder.job and holder.job == self.holder.job):
+            return
+        self.drop(source_id)
+        raise SourceTaken(f"source {source_id}: a contract-{self.keys.other_layout().version} run is writing it "
+                          f"({holder.describe()}); wait for it to end, or use another source id")
 
     def keep(self) -> None:
         """Renew the held claims on a thread every third of the ttl, until `release`."""
