@@ -160,3 +160,20 @@ def test_a_file_has_the_same_faces_on_a_ray_fleet(job: Path, alone: list[tuple],
                           "--quiet"], capture_output=True, text=True, timeout=600, env=environment, cwd=tmp_path)
     assert run.returncode == 0, run.stderr
     assert _timeline(tmp_path, "small") == alone
+
+
+@pytest.mark.skipif(shutil.which("ray") is None and not os.path.exists(Path(sys.executable).parent / "ray"),
+                    reason="Ray is not installed (pip install 'emotion-stream[cluster]')")
+def test_a_file_has_the_same_id_on_a_fleet_as_on_one_machine(job: Path, tmp_path: Path) -> None:
+    """A symbolic link is named after the link on both, so an archive is never written twice under two ids."""
+    link = tmp_path / "interview.mp4"
+    link.symlink_to(job / "small.mp4")
+    environment = os.environ | {"RAY_AUTH_MODE": "disabled"}
+    environment.pop("RAY_ADDRESS", None)
+    (tmp_path / "fleet.yaml").write_text("fleet: {cpus_per_actor: 1}\n")
+    for name, extra in (("plain", []), ("fleet", ["--cluster", "local", "--config", str(tmp_path / "fleet.yaml")])):
+        run = subprocess.run([EMOTION_STREAM, "process", str(link), "--weights", _weights(), "--out",
+                              str(tmp_path / name), "--quiet", *extra], capture_output=True, text=True, timeout=600,
+                             env=environment, cwd=tmp_path)
+        assert run.returncode == 0, run.stderr
+        assert [folder.name for folder in (tmp_path / name).iterdir()] == ["interview"], name

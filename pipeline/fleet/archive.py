@@ -58,8 +58,8 @@ def process_on_cluster(config: PipelineConfig, videos: list[Path], address: str,
                        show_progress: bool = True, on_ready: Callable[[], None] | None = None) -> list[RunReport]:
     """Process `videos` on the Ray cluster at `address`; a report per file, in the order given. `on_ready` is
     called once every actor has loaded the model (benchmarks time what follows)."""
-    paths = [video_path(video).resolve() for video in videos]
-    units = [FileUnit(path, source_id) for path, source_id in zip(paths, distinct_source_ids(paths))]
+    given = [video_path(video) for video in videos]  # ids from the names given, as plain `process` derives them
+    units = [FileUnit(path.resolve(), source_id) for path, source_id in zip(given, distinct_source_ids(given))]
     client = check_redis(config)  # refused credentials: one line, exit 5, before the cluster is joined
     if client is not None:
         client.close()
