@@ -229,3 +229,42 @@ def test_a_segment_that_decodes_other_than_planned_is_continued_in_this_process(
 def test_decode_workers_follow_the_cores() -> None:
     assert [decode_workers_for(cores) for cores in (1, 2, 3, 8, 16, 64)] == [1, 1, 1, 4, 8, 8]
     assert 1 <= decode_workers_for() <= segments.MAX_DECODE_WORKERS
+
+
+def test_segment_workers_exit_and_free_their_memory_when_the_run_is_killed(tmp_path: Path) -> None:
+    """kill -9 (or the OOM killer) of `process --decode-processes 2`: its decoder processes do not outlive it, nor
+    do their shared-memory blocks."""
+    import signal
+    import subprocess
+    import sys
+    import time
+
+    import psutil
+
+    from training.demo_model import SHIPPED_WEIGHTS
+    from training.synthetic_video import default_script, render_scripted_video
+
+    video = tmp_path / "long.mp4"
+    render_scripted_video(video, default_script(20.0), duration_s=20.0, fps=25, size=(640, 360))
+    run = subprocess.Popen([str(Path(sys.executable).parent / "emotion-stream"), "process", str(video), "--weights",
+                            str(SHIPPED_WEIGHTS), "--out", str(tmp_path / "out"), "--quiet", "--decode-processes",
+                            "2", "--cpu-backend", "pytorch"], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    timeline = tmp_path / "out" / "long" / "timeline.jsonl"
+    deadline = time.monotonic() + 120
+    while not (timeline.exists() and timeline.stat().st_size > 0) and time.monotonic() < deadline:
+        assert run.poll() is None, "the run ended before it could be killed"
+        time.sleep(0.1)
+    workers = [child for child in psutil.Process(run.pid).children(recursive=True) if "spawn" in " ".join(
+        child.cmdline())]
+    assert len(workers) == 2, "two segment workers decode the file"
+    rings = {Path(mapped.path) for worker in workers for mapped in worker.memory_maps()
+             if mapped.path.startswith("/dev/shm/")}
+    assert rings, "the workers' shared-memory rings"
+    run.send_signal(signal.SIGKILL)
+    run.wait()
+    gone, alive = psutil.wait_procs(workers, timeout=20)
+    assert not alive, f"workers outlived the run: {[worker.pid for worker in alive]}"
+    deadline = time.monotonic() + 10
+    while (left := {ring for ring in rings if ring.exists()}) and time.monotonic() < deadline:
+        time.sleep(0.1)
+    assert not left, f"shared memory left behind: {sorted(path.name for path in left)}"

@@ -43,6 +43,13 @@ class FrameRing:
         start = slot * self.slot_bytes
         return np.ndarray((height, width, 3), np.uint8, self._memory.buf, offset=start)
 
+    def free(self) -> None:
+        """Free the memory whichever side created it (when the creating process died without freeing it)."""
+        try:
+            self._memory.unlink()
+        except FileNotFoundError:
+            pass
+
     def close(self) -> None:
         """Detach; the creating side also frees the memory."""
         self._memory.close()

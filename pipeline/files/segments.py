@@ -268,6 +268,8 @@ class _WorkerJob:
     stride: int
     limit: int | None
     """First global index not to emit (max_frames * stride), or None."""
+    parent_pid: int
+    """The consuming process: a worker whose parent died (kill -9, the OOM killer) stops and frees the ring."""
 
 
 def _run_worker(job: _WorkerJob, messages: Queue, free_slots: Queue, stop: Event) -> None:
@@ -282,7 +284,7 @@ def _run_worker(job: _WorkerJob, messages: Queue, free_slots: Queue, stop: Event
                     image = rotate_for_display(decoded.to_ndarray(format="bgr24"), decoded.rotation)
                     if image.nbytes > ring.slot_bytes:
                         raise _SegmentError(f"frame size changed to {image.shape[1]}x{image.shape[0]}")
-                    slot = _take_slot(free_slots, stop)
+                    slot = _take_slot(free_slots, stop, job.parent_pid)
                     if slot is None:
                         return
                     ring.view(slot, image.shape[0], image.shape[1])[...] = image
@@ -298,11 +300,13 @@ def _run_worker(job: _WorkerJob, messages: Queue, free_slots: Queue, stop: Event
         pass
     finally:
         ring.close()
+        if os.getppid() != job.parent_pid:  # nobody is left to free the shared memory
+            ring.free()
 
 
-def _take_slot(free_slots: Queue, stop: Event) -> int | None:
-    """A free slot, waiting while the consumer is behind; None once `stop` is set."""
-    while not stop.is_set():
+def _take_slot(free_slots: Queue, stop: Event, parent_pid: int) -> int | None:
+    """A free slot, waiting while the consumer is behind; None once `stop` is set or the consumer is gone."""
+    while not stop.is_set() and os.getppid() == parent_pid:
         try:
             return free_slots.get(timeout=0.2)
         except queue.Empty:
@@ -506,7 +510,7 @@ class SegmentedVideoSource:
         """Yield the segments' frames from the workers; returns where to resume in this process, if anywhere."""
         workers = min(self.workers, len(segments))
         job = _WorkerJob(
-            str(self.path), (), "", self.slots, self.info.width, self.info.height, self.stride, limit
+            str(self.path), (), "", self.slots, self.info.width, self.info.height, self.stride, limit, os.getpid()
         )
         self._pool = pool = _WorkerPool(job, segments, workers, self.source_id)
         try:
