@@ -4,6 +4,8 @@ and RTSP cameras through `process/serve --cluster`, the second node killed mid-r
 from __future__ import annotations
 
 import importlib.util
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
@@ -98,3 +100,16 @@ def test_cluster_without_the_extra_says_how_to_install_it(tmp_path: Path) -> Non
     assert run.stderr.strip().splitlines() == [
         "emotion-stream: error: --cluster needs Ray: pip install 'emotion-stream[cluster]' (from a clone: "
         "pip install '.[cluster]')"]
+
+
+@pytest.mark.parametrize("address", ["ray://admin:se'cr3t@head.example:10001", "admin:se'cr3t@head.example:6379"])
+def test_a_cluster_address_with_a_password_is_refused_without_showing_it(address: str, tmp_path: Path) -> None:
+    """Ray would take the user and password for part of the host name and send them to DNS: refused first."""
+    video = tmp_path / "clip.mp4"
+    video.write_bytes(b"not read: the address is checked first")
+    run = subprocess.run([str(Path(sys.executable).parent / "emotion-stream"), "process", "--cluster", address,
+                          str(video), "--weights", "w.pt"], capture_output=True, text=True, timeout=120)
+    assert run.returncode == 6 and "cr3t" not in run.stderr + run.stdout and "Traceback" not in run.stderr
+    assert run.stderr.strip().splitlines()[-1].endswith(
+        "***@head.example:" + address.rpartition(":")[2] + ": a Ray address is a host and port, with no user or "
+        "password")

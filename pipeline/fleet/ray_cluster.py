@@ -35,7 +35,12 @@ def import_ray() -> ModuleType:
 
 def connect(address: str) -> ModuleType:
     """Join the cluster at `address` (`ray://host:10001`, `auto`, `host:port` of a head's GCS, or `local` to start
-    Ray in this process); ClusterError in one line when nothing answers there."""
+    Ray in this process); ClusterError in one line when nothing answers there, or when it holds a user or password
+    (Ray would take them for part of the host name, and send them to DNS)."""
+    scheme, _, rest = address.rpartition("://")
+    if "@" in rest:
+        shown = f"{scheme + '://' if scheme else ''}***@{rest.rpartition('@')[2]}"
+        raise ClusterError(f"cluster address {shown}: a Ray address is a host and port, with no user or password")
     ray = import_ray()
     if ray.is_initialized():
         return ray
