@@ -96,14 +96,10 @@ class _Pending:
         self.entries = [entry for entry in self.entries if not isinstance(entry, Frame)]
         self.frames = 0
 
-    def take(self, max_frames: int) -> list[Entry]:
-        """The entries up to the batch's last frame, and the statuses after it when no frame follows them."""
-        taken, frames = 0, 0
-        while taken < len(self.entries) and not (frames == max_frames and self.frames > max_frames):
-            frames += isinstance(self.entries[taken], Frame)
-            taken += 1
-        batch, self.entries = self.entries[:taken], self.entries[taken:]
-        self.frames -= frames
+    def take(self) -> list[Entry]:
+        """Every entry waiting: a whole batch of frames (the feed takes one as soon as it fills, so never more) or a
+        finished file's last ones, with the statuses between them."""
+        batch, self.entries, self.frames = self.entries, [], 0
         return batch
 
 
@@ -136,11 +132,7 @@ class FileFeed:
             ready = next((source_id for source_id, pending in self._pending.items() if pending.ready(max_frames)),
                          None)
             if ready is not None:
-                pending = self._pending[ready]
-                batch = pending.take(max_frames)
-                if not pending.entries:
-                    del self._pending[ready]
-                return batch
+                return self._pending.pop(ready).take()
             if not self._running:
                 return None
             try:
