@@ -16,7 +16,7 @@ def add_demo(commands: argparse._SubParsersAction) -> None:
     parser.add_argument("--retrain", action="store_true",
                         help="train the tiny demo model from scratch and check it matches the shipped one")
     parser.add_argument("--weights", help="your emotion model for the real-face step (default: the demo model)")
-    parser.add_argument("--imgsz", type=int, help="image size for --weights (default: the pipeline's)")
+    parser.add_argument("--imgsz", type=int, help="image size for --weights (default: the size the weights state, as for process)")
 
 
 def _run_demo(args: argparse.Namespace) -> int:
